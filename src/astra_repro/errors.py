@@ -1,0 +1,5 @@
+"""One exception type for mistakes a user can fix; the entry points print it as one line."""
+
+
+class ConfigError(ValueError):
+    """Bad input (unknown name, missing file, impossible option). The message names the fix."""

@@ -1,0 +1,228 @@
+"""Answer extraction and grading for GSM8K-style math evaluation (pure functions, no model code).
+
+Three graders sit side by side so that a run can report all of them:
+
+* **Strict reference** (`extract_gsm8k_reference` + `gsm8k_reference_correct`): parity with the
+  authors' evaluation (LyoAI/Astra ``utils/gsm8k_inference.py`` and ``utils/grader.py``, which are the
+  same as CorDA's; protocol §3.1). Every oddity of the reference is kept on purpose and marked
+  "reference quirk" so that our numbers are comparable with the paper's.
+* **Flexible** (`gsm8k_flexible_extract`): lm-eval-style; the number after the last answer marker,
+  else the last number in the text. Useful for small models that never learn the exact marker.
+* **math_verify** (`math_verify_correct`): HuggingFace's Math-Verify parser/verifier.
+
+`math_equal` covers only the numeric and plain-string parts of the reference grader; the sympy
+branch (needed for MATH, not for GSM8K's integer golds) is deliberately left out.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from fractions import Fraction
+
+# Bump when any extraction/grading rule changes, so cached scores are not silently mixed.
+EXTRACTION_VERSION = "gsm8k-ref-1"
+
+REFERENCE_MARKER = "The answer is: "
+# The reference's number pattern: optional sign, digits, at most ONE of . , / then digits.
+_REFERENCE_NUMBER = re.compile(r"[\-+]?\d*[\.,/]?\d+")
+
+
+# --------------------------------------------------------------------------------------------
+# Gold answers
+# --------------------------------------------------------------------------------------------
+def gsm8k_gold(answer: str) -> int:
+    """Gold integer of a GSM8K ``answer`` field: the text after ``'#### '``, commas removed."""
+    parts = answer.split("#### ")
+    if len(parts) < 2:
+        raise ValueError(f"GSM8K answer has no '#### ' marker: {answer[-80:]!r}")
+    # Same as the reference: the piece right after the FIRST marker.
+    return int(parts[1].replace(",", ""))
+
+
+# --------------------------------------------------------------------------------------------
+# Strict reference extraction (protocol §3.1)
+# --------------------------------------------------------------------------------------------
+def _reference_is_number(s: str) -> bool:
+    """The reference's ``is_number``: float() works, or s is a single unicode numeric character."""
+    try:
+        float(s)
+        return True
+    except ValueError:
+        pass
+    try:
+        unicodedata.numeric(s)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def extract_gsm8k_reference(completion: str, require_marker: bool = True) -> int | None:
+    """The reference ``extract_answer_number``: an int, or None when no answer can be read.
+
+    Steps (each a reference quirk kept for parity):
+
+    1. Split on ``'The answer is: '`` (colon and space required) and keep the LAST piece, stripped.
+       Reference quirk: if the marker is absent the reference returns None (it does NOT fall back
+       to the whole text; checked against LyoAI/Astra @7c77e962 and CorDA). ``require_marker=False``
+       is a non-reference variant that reads the whole text instead.
+    2. Take the FIRST match of ``[\\-+]?\\d*[\\.,/]?\\d+`` in that piece.
+    3. ``a/b`` is evaluated as a fraction; commas are stripped; the value goes through Python's
+       ``round()`` to an int.
+
+    The result is an ``int`` (the reference returns ``round(...)``), which also satisfies ``float``.
+    """
+    pieces = completion.split(REFERENCE_MARKER)
+    if len(pieces) > 1:
+        text = pieces[-1].strip()
+    elif require_marker:
+        return None  # reference quirk: no marker -> no answer, even if the text ends in a number
+    else:
+        text = completion.strip()
+
+    match = _REFERENCE_NUMBER.search(text)
+    if match is None:
+        return None
+    token = match.group()
+
+    if "/" in token:
+        numerator, denominator = token.split("/")
+        # Reference quirk: "/4", "-/4" (empty or sign-only numerator) -> no answer.
+        if not (_reference_is_number(numerator) and _reference_is_number(denominator)):
+            return None
+        try:
+            if denominator == "0":
+                # Reference quirk: "x/0" is read as x (only the literal "0"; "00" would crash it).
+                return round(float(numerator))
+            # The reference uses the PyPI `fraction` package; for the integer/integer strings this
+            # regex can produce, stdlib Fraction gives the same value.
+            value = Fraction(int(numerator), int(denominator))
+            return round(float(value))
+        except (ZeroDivisionError, OverflowError, ValueError):
+            return None  # the reference would crash here ("5/00", huge values); we call it no answer
+
+    # Reference quirk: only ONE separator is matched, so "1,234,567" reads as 1234 and the
+    # European "1,5" as 15; commas are then simply deleted.
+    value = float(token.replace(",", ""))
+    if math.isinf(value):
+        return None  # the reference's own guard (only +inf is checked there; -inf cannot round either)
+    # Reference quirk: round() to int, so "3.7" -> 4, and it is banker's rounding ("2.5" -> 2).
+    return round(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Reference grader (numeric + string parts)
+# --------------------------------------------------------------------------------------------
+def _to_float(x) -> float | None:
+    """float(x) after removing commas, as the reference's ``is_digit``; None when not a number."""
+    if isinstance(x, bool):
+        return None  # float("True") fails in the reference too
+    try:
+        return float(str(x).replace(",", ""))
+    except (TypeError, ValueError):
+        return None
+
+
+def math_equal(prediction, reference, include_percentage: bool = True, rel_tol: float = 1e-4) -> bool:
+    """Numeric and string parts of the reference ``grader.math_equal``.
+
+    * Both numeric (commas ignored): equal within ``rel_tol`` to ``reference`` or, when
+      ``include_percentage``, to ``reference / 100`` or ``reference * 100`` (reference quirk:
+      a GSM8K prediction of 1800 counts as correct for gold 18). No string fallback then.
+    * Otherwise: strings compared after ``strip()`` and removal of ``{ } ( )``, plus element-wise
+      comparison of ``[a, b]`` / ``(a, b)`` tuples. The reference's sympy branch is omitted.
+    """
+    pred_f, ref_f = _to_float(prediction), _to_float(reference)
+    if pred_f is not None and ref_f is not None:
+        candidates = [ref_f / 100, ref_f, ref_f * 100] if include_percentage else [ref_f]
+        return any(math.isclose(c, pred_f, rel_tol=rel_tol) for c in candidates)
+
+    if prediction is None or (not prediction and prediction not in (0, False)):
+        return False
+
+    pred_s, ref_s = str(prediction).strip(), str(reference).strip()
+    a, b = pred_s, ref_s
+    # Bracketed prediction vs unbracketed reference: drop outer brackets, as the reference does.
+    if (pred_s.startswith("[") and pred_s.endswith("]") and not ref_s.startswith("(")) or (
+        pred_s.startswith("(") and pred_s.endswith(")") and not ref_s.startswith("[")
+    ):
+        a, b = a.strip("[]()"), b.strip("[]()")
+    for ch in "{}()":
+        a, b = a.replace(ch, ""), b.replace(ch, "")
+    if a == b:
+        return True
+
+    def wrapped(s: str, pair: str) -> bool:
+        return s.startswith(pair[0]) and s.endswith(pair[1])
+
+    # "[a, b]" vs "[c, d]" (or both in parentheses): compare element by element.
+    if any(wrapped(pred_s, pair) and wrapped(ref_s, pair) for pair in ("[]", "()")):
+        pred_parts, ref_parts = pred_s[1:-1].split(","), ref_s[1:-1].split(",")
+        if len(pred_parts) == len(ref_parts) and all(
+            math_equal(p, r, include_percentage, rel_tol) for p, r in zip(pred_parts, ref_parts)
+        ):
+            return True
+    return False
+
+
+def gsm8k_reference_correct(pred, gold) -> bool:
+    """The reference's per-item check: ``float(pred) == float(gold) or math_equal(pred, gold)``."""
+    if pred is None:
+        return False
+    try:
+        if float(pred) == float(gold):
+            return True
+    except (TypeError, ValueError):
+        pass  # e.g. a non-numeric string from another extractor: let math_equal decide
+    return math_equal(pred, gold)
+
+
+# --------------------------------------------------------------------------------------------
+# Flexible extraction (lm-eval style)
+# --------------------------------------------------------------------------------------------
+# A number: optional minus (not when it is a binary minus like "5-3"), digits with optional
+# thousands groups, optional decimals. Fractions are not recognised ("1/2" gives "1" and "2").
+_FLEX_NUMBER = re.compile(r"(?<!\d)-?\d+(?:,\d{3})*(?:\.\d+)?")
+_FLEX_MARKER = re.compile(r"the answer is|####", re.IGNORECASE)
+
+
+def gsm8k_flexible_extract(completion: str) -> str | None:
+    """The first number after the last "The answer is" / "####" marker, else the last number.
+
+    Commas are removed and the number is returned as a string ("1,234.50" -> "1234.50"); None when
+    the text holds no number. Unlike the strict reference, there is no rounding and no marker is
+    required: "... so she has 18 apples." gives "18" here and None there.
+    """
+    markers = list(_FLEX_MARKER.finditer(completion))
+    if markers:
+        after = _FLEX_NUMBER.search(completion, markers[-1].end())
+        if after is not None:
+            return after.group().replace(",", "")
+    numbers = _FLEX_NUMBER.findall(completion)
+    return numbers[-1].replace(",", "") if numbers else None
+
+
+# --------------------------------------------------------------------------------------------
+# math_verify
+# --------------------------------------------------------------------------------------------
+def math_verify_correct(completion: str, gold: str | int | float) -> bool:
+    """True when Math-Verify finds the completion's answer equal to ``gold``; False on any error.
+
+    Timeouts are disabled (``parsing_timeout=None``, ``timeout_seconds=None``): Math-Verify's
+    timeouts use ``signal.alarm``, which raises outside the main thread (e.g. in eval workers).
+    """
+    try:
+        from math_verify import parse, verify
+
+        gold_str = str(gold)
+        gold_parsed = parse(gold_str, parsing_timeout=None)
+        if not gold_parsed:
+            # Bare LaTeX golds (e.g. MATH's "\frac{1}{2}") sometimes need math delimiters to parse.
+            gold_parsed = parse(f"${gold_str}$", parsing_timeout=None)
+        pred_parsed = parse(completion, parsing_timeout=None)
+        if not gold_parsed or not pred_parsed:
+            return False
+        return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+    except Exception:  # noqa: BLE001 - a grader must never crash an evaluation
+        return False

@@ -1,0 +1,67 @@
+"""GSM8K: the reference prompt, stop strings and answer extraction (protocol §3.1), reported next to a
+math-verify check and a flexible extraction, with every sample saved."""
+
+from __future__ import annotations
+
+from astra_repro.data.prompts import MATH_STOP_STRINGS, math_eval_prompt
+from astra_repro.data.sources import load_gsm8k_eval
+from astra_repro.evaluators import answer_extraction as ax
+from astra_repro.evaluators.base import EvalResult, Evaluator, register_evaluator
+from astra_repro.evaluators.generation import generate_greedy
+from astra_repro.recipes import per_recipe
+
+
+def gold_value(answer: str) -> str:
+    if "####" in answer:
+        return str(ax.gsm8k_gold(answer))
+    return answer.strip().replace(",", "")
+
+
+@register_evaluator
+class GSM8K(Evaluator):
+    name = "gsm8k"
+    version = f"1+{ax.EXTRACTION_VERSION}"
+    description = "GSM8K pass@1, greedy; reference extraction (strict) + flexible + math-verify"
+
+    def evaluate(self, model, tokenizer) -> EvalResult:
+        cfg = self.cfg
+        n = per_recipe(cfg.n, self.recipe)
+        records, info = load_gsm8k_eval(cfg, n, synthetic_seed=cfg.synthetic_seed)
+        prompts = [math_eval_prompt(r["question"]) for r in records]
+        max_new_tokens = per_recipe(cfg.max_new_tokens, self.recipe)
+        outputs = generate_greedy(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            batch_size=per_recipe(cfg.batch_size, self.recipe),
+            stop_strings=MATH_STOP_STRINGS,
+            desc="gsm8k",
+        )
+        predictions = []
+        for record, prompt, output in zip(records, prompts, outputs):
+            gold = gold_value(record["answer"])
+            strict = ax.extract_gsm8k_reference(output)
+            flexible = ax.gsm8k_flexible_extract(output)
+            predictions.append(
+                {
+                    "evaluator": self.name,
+                    "question": record["question"],
+                    "prompt": prompt,
+                    "output": output,
+                    "gold": gold,
+                    "extracted": strict,
+                    "correct": ax.gsm8k_reference_correct(strict, gold),
+                    "extracted_flexible": flexible,
+                    "correct_flexible": flexible is not None and ax.gsm8k_reference_correct(flexible, gold),
+                    "correct_math_verify": ax.math_verify_correct(output, gold),
+                }
+            )
+        total = max(len(predictions), 1)
+        metrics = {
+            "accuracy": 100.0 * sum(p["correct"] for p in predictions) / total,
+            "accuracy_flexible": 100.0 * sum(p["correct_flexible"] for p in predictions) / total,
+            "accuracy_math_verify": 100.0 * sum(p["correct_math_verify"] for p in predictions) / total,
+        }
+        info.update({"max_new_tokens": max_new_tokens, "stop_strings": MATH_STOP_STRINGS, "decoding": "greedy"})
+        return EvalResult(metrics=metrics, predictions=predictions, info=info)

@@ -1,0 +1,152 @@
+"""What a LoRA-initialisation method is, and the shared piece every residual-modifying init uses.
+
+A method is one file in this package plus one YAML in `configs/method/`. It declares what it needs
+(calibration statistics, gradients) and turns (model, context) into a trainable model. PEFT supplies
+the LoRA layers; a method only decides their initial values.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Sequence
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from astra_repro.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HyperParams:
+    """The values a run actually uses, after recipe defaults and user overrides are resolved."""
+
+    rank: int
+    alpha: float
+    dropout: float
+    target_modules: list[str]
+    learning_rate: float
+    use_rslora: bool = False
+    use_dora: bool = False
+
+
+@dataclass
+class InitContext:
+    """Everything an init may read. Built by the runner; methods must not reach outside it."""
+
+    hp: HyperParams
+    options: DictConfig  # the method's own YAML block (cfg.method)
+    tokenizer: Any
+    seed: int
+    # Training records as dicts with 'instruction' and 'output' (the task's training set, in file order).
+    train_records: Sequence[dict] = ()
+    # Tokenised training features (input_ids, labels) and their collator, for gradient-based inits.
+    train_features: Sequence[dict] = ()
+    collate_fn: Callable | None = None
+    # The resolved calibration settings (cfg.calibration with the task's N filled in), for data-driven inits.
+    calibration: DictConfig | None = None
+    # Name of the dtype the model was loaded in ("float32", "bfloat16"): calibration accumulates in it when asked.
+    model_dtype: str = "float32"
+    # Identity of everything upstream of the init that changes a calibration (model, task, data, dtype).
+    cache_identity: dict = field(default_factory=dict)
+    # A method writes what a researcher should see in the run record here (e.g. eigenvalue ranges).
+    report: dict = field(default_factory=dict)
+
+
+class Method(ABC):
+    """Base class. The default builds a plain PEFT LoRA model with `init_lora_weights=True`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    uses_peft: ClassVar[bool] = True
+    trains: ClassVar[bool] = True
+    # True when the init changes the base weights (W_res = W - s*B0*A0): the runner then saves the residual
+    # model with the initial adapter, and export converts the trained adapter into a plain rank-2r LoRA.
+    residual_modifying: ClassVar[bool] = False
+
+    def lora_config(self, ctx: InitContext, **overrides) -> LoraConfig:
+        hp = ctx.hp
+        kwargs = dict(
+            r=hp.rank,
+            lora_alpha=hp.alpha,
+            lora_dropout=hp.dropout,
+            target_modules=list(hp.target_modules),
+            use_rslora=hp.use_rslora,
+            use_dora=hp.use_dora,
+            init_lora_weights=True,
+            task_type=ctx.options.get("task_type", "CAUSAL_LM"),
+        )
+        kwargs.update(overrides)
+        return LoraConfig(**kwargs)
+
+    def initialize(self, model: torch.nn.Module, ctx: InitContext) -> torch.nn.Module:
+        return get_peft_model(model, self.lora_config(ctx))
+
+    def optimizer_param_groups(self, model: torch.nn.Module, lr: float, weight_decay: float) -> list[dict] | None:
+        """Override to give parameter groups their own learning rates (LoRA+). None = one group at `lr`."""
+        return None
+
+    def option(self, ctx: InitContext, key: str, default: Any = None) -> Any:
+        value = OmegaConf.select(ctx.options, key, default=default)
+        return value
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    METHODS.register(cls.name)(cls)
+    return cls
+
+
+def lora_layers(peft_model: PeftModel, adapter: str = "default") -> dict[str, torch.nn.Module]:
+    """Module name (without the PEFT prefix) -> PEFT LoRA layer, for every adapted linear layer."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = {}
+    for name, module in peft_model.named_modules():
+        if isinstance(module, LoraLayer) and adapter in module.lora_A:
+            layers[strip_peft_prefix(name)] = module
+    return layers
+
+
+def strip_peft_prefix(name: str) -> str:
+    """'base_model.model.model.layers.0.self_attn.q_proj' -> 'model.layers.0.self_attn.q_proj'."""
+    prefix = "base_model.model."
+    return name[len(prefix):] if name.startswith(prefix) else name
+
+
+@torch.no_grad()
+def install_low_rank_init(
+    layer: torch.nn.Module,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    residual_scale: float,
+    adapter: str = "default",
+) -> None:
+    """Set lora_A = A (r x d_in), lora_B = B (d_out x r) and subtract residual_scale * B @ A from the base weight.
+
+    With residual_scale equal to the layer's LoRA scaling the layer's output is unchanged at init
+    (W_res + s*B*A = W). The product is formed in fp32 from the *stored* (possibly bf16) factors, so the
+    identity holds for the weights actually trained, as in the reference code.
+    """
+    base = layer.get_base_layer()
+    weight = base.weight
+    a_param = layer.lora_A[adapter].weight
+    b_param = layer.lora_B[adapter].weight
+    if A.shape != a_param.shape or B.shape != b_param.shape:
+        raise ValueError(f"init factors {tuple(B.shape)}x{tuple(A.shape)} do not fit lora_B {tuple(b_param.shape)} / lora_A {tuple(a_param.shape)}")
+    a_param.copy_(A.to(a_param.dtype))
+    b_param.copy_(B.to(b_param.dtype))
+    if residual_scale != 0:
+        delta = residual_scale * (b_param.float() @ a_param.float())
+        weight.copy_((weight.float() - delta).to(weight.dtype))
+
+
+def optimizer_param_groups_default(model: torch.nn.Module, lr: float, weight_decay: float) -> list[dict]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": params, "lr": lr, "weight_decay": weight_decay}]

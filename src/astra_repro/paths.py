@@ -1,0 +1,23 @@
+"""Where things live. Every location can be moved with an environment variable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = PROJECT_ROOT / "configs"
+
+
+def cache_dir() -> Path:
+    """Converted models, calibration statistics, prepared data. `ASTRA_CACHE` moves it."""
+    return Path(os.environ.get("ASTRA_CACHE", PROJECT_ROOT / "cache"))
+
+
+def results_dir() -> Path:
+    """Run records, tables and figures. `ASTRA_RESULTS` moves it (tests point it at a tmp dir)."""
+    return Path(os.environ.get("ASTRA_RESULTS", PROJECT_ROOT / "results"))
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}

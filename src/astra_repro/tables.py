@@ -1,0 +1,163 @@
+"""`make tables`: the paper's tables from run records, side by side with the paper's numbers.
+
+Reads only `results/runs/**/metrics.json` and `results/paper/*.csv`; never re-runs anything. One table per
+(task, model): a row per method (and rank), mean ± std over seeds, trainable parameters, and where the
+training and evaluation data came from (a number from synthetic data must never pass for a paper number).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from astra_repro import runs
+from astra_repro.paths import PROJECT_ROOT, results_dir
+
+PAPER_DIR = PROJECT_ROOT / "results" / "paper"
+# task -> (paper table file, {evaluator: paper column})
+PAPER_TABLES = {"math": ("table2_math_code.csv", {"gsm8k": "gsm8k", "math": "math"})}
+PRIMARY_METRIC = "accuracy"
+
+
+def records_frame(records: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        row = {
+            "task": r["task"], "model": r["model"], "method": r.get("method_label", r["method"]), "method_key": r["method"],
+            "rank": r.get("rank", 0), "seed": r["seed"], "n_trainable_params": r.get("n_trainable_params"),
+            "train_data": r.get("data", {}).get("data_source", "?"),
+        }
+        for evaluator, values in r.get("metrics", {}).items():
+            for metric, value in values.items():
+                row[f"{evaluator}.{metric}"] = value
+            row[f"{evaluator}.data"] = r.get("eval_data", {}).get(evaluator, {}).get("data_source", "?")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fmt_mean_std(values: pd.Series) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "—"
+    if len(values) == 1:
+        return f"{values.iloc[0]:.2f}"
+    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
+
+
+def fmt_params(n) -> str:
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "—"
+    n = float(n)
+    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{int(n):,}"
+
+
+def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """One row per (method, rank): mean ± std of every metric over seeds."""
+    metric_cols = [c for c in frame.columns if "." in c and not c.endswith(".data")]
+    evaluators = sorted({c.split(".")[0] for c in metric_cols})
+    out_rows = []
+    for (method, rank), group in frame.groupby(["method", "rank"], sort=False):
+        row = {"method": method, "method_key": group["method_key"].iloc[0], "rank": int(rank) if rank else "full",
+               "seeds": len(group), "params": fmt_params(group["n_trainable_params"].iloc[0])}
+        for col in metric_cols:
+            row[col] = fmt_mean_std(group[col])
+            row[col + "_mean"] = group[col].mean()
+        row["data (train / eval)"] = " / ".join(
+            [",".join(sorted(set(group["train_data"])))] + [",".join(sorted(set(group[f"{e}.data"].dropna()))) for e in evaluators]
+        )
+        out_rows.append(row)
+    return pd.DataFrame(out_rows), evaluators
+
+
+def paper_reference(task: str, model: str) -> tuple[pd.DataFrame | None, dict]:
+    if task not in PAPER_TABLES:
+        return None, {}
+    filename, columns = PAPER_TABLES[task]
+    paper = pd.read_csv(PAPER_DIR / filename)
+    return paper, columns
+
+
+def render_table(task: str, model: str, frame: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    summary, evaluators = summarize(frame)
+    paper, paper_cols = paper_reference(task, model)
+    same_model = paper is not None and model in set(paper["model"])
+    headers = ["method", "rank", "seeds", "params"]
+    for e in evaluators:
+        headers.append(f"{e} {PRIMARY_METRIC}")
+        if same_model and e in paper_cols:
+            headers.append(f"{e} (paper)")
+        extra = [c.split(".", 1)[1] for c in summary.columns if c.startswith(e + ".") and not c.endswith("_mean") and c != f"{e}.{PRIMARY_METRIC}"]
+        headers += [f"{e} {m}" for m in extra]
+    headers.append("data (train / eval)")
+    lines = [f"## {task} — {model}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    csv_rows = []
+    for _, row in summary.iterrows():
+        cells = [str(row["method"]), str(row["rank"]), str(row["seeds"]), row["params"]]
+        csv_row = {"task": task, "model": model, "method": row["method"], "rank": row["rank"], "seeds": row["seeds"], "params": row["params"]}
+        for e in evaluators:
+            cells.append(row.get(f"{e}.{PRIMARY_METRIC}", "—"))
+            csv_row[f"{e}.{PRIMARY_METRIC}"] = row.get(f"{e}.{PRIMARY_METRIC}_mean")
+            if same_model and e in paper_cols:
+                match = paper[(paper["model"] == model) & (paper["method"] == row["method_key"])]
+                value = f"{match[paper_cols[e]].iloc[0]:.2f}" if len(match) else "—"
+                cells.append(value)
+                csv_row[f"{e}.paper"] = value
+            for c in summary.columns:
+                if c.startswith(e + ".") and not c.endswith("_mean") and c != f"{e}.{PRIMARY_METRIC}":
+                    cells.append(row[c])
+                    csv_row[c] = row.get(c + "_mean")
+        cells.append(row["data (train / eval)"])
+        csv_row["data"] = row["data (train / eval)"]
+        lines.append("| " + " | ".join(cells) + " |")
+        csv_rows.append(csv_row)
+    lines.append("")
+    if paper is not None and not same_model:
+        lines.append(f"The paper reports this task for {', '.join(sorted(set(paper['model'])))} only; its numbers, for reference:")
+        lines.append("")
+        cols = ["model", "method"] + [paper_cols[e] for e in evaluators if e in paper_cols]
+        lines.append("| " + " | ".join(cols) + " |")
+        lines.append("|" + "---|" * len(cols))
+        for _, prow in paper[cols].iterrows():
+            lines.append("| " + " | ".join(str(v) for v in prow.values) + " |")
+        lines.append("")
+    if frame["train_data"].eq("synthetic").any():
+        lines.append("Rows trained on `synthetic` data measure the pipeline, not the paper's benchmark.")
+        lines.append("")
+    return "\n".join(lines), pd.DataFrame(csv_rows)
+
+
+def write_tables(runs_root: Path | None = None, out_dir: Path | None = None) -> list[Path]:
+    records = runs.load_records(runs_root)
+    out_dir = out_dir or results_dir() / "tables"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not records:
+        print(f"no finished runs under {runs_root or results_dir() / 'runs'}; run `make demo` or `python -m astra_repro.train` first")
+        return []
+    frame = records_frame(records)
+    written = []
+    for (task, model), group in frame.groupby(["task", "model"]):
+        markdown, csv = render_table(task, model, group)
+        md_path, csv_path = out_dir / f"{task}_{model}.md", out_dir / f"{task}_{model}.csv"
+        runs.atomic_write_text(md_path, markdown + "\n")
+        runs.atomic_write_text(csv_path, csv.to_csv(index=False))
+        print(markdown)
+        written += [md_path, csv_path]
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=None, help="folder of run records (default results/runs)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default results/tables)")
+    args = parser.parse_args(argv)
+    paths = write_tables(args.runs, args.out)
+    for p in paths:
+        print(f"wrote {p}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

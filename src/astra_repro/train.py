@@ -1,0 +1,380 @@
+"""One run: calibrate -> init -> train -> export -> evaluate -> record.
+
+    python -m astra_repro.train method=astra task=math              # embedded SmolLM2, offline, minutes on a CPU
+    python -m astra_repro.train model=llama2_7b method=pissa         # the paper's setup (Table 8)
+    python -m astra_repro.methods                                    # list the methods
+
+Every stage leaves files in the run folder, so running the same command again skips what is done: a finished
+run only prints where its record is (force=true redoes it) and an interrupted one resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from astra_repro import runs
+from astra_repro.data.sft import SFTCollator, tokenize_records
+from astra_repro.data.sources import load_math_training
+from astra_repro.errors import ConfigError
+from astra_repro.evaluators import get_evaluator
+from astra_repro.methods import METHODS, HyperParams, InitContext, get_method
+from astra_repro.models import load_model
+from astra_repro.paths import CONFIG_DIR
+from astra_repro.recipes import per_recipe
+
+log = logging.getLogger("astra_repro")
+
+INIT_DIR, TRAINED_DIR, EXPORT_DIR = "init", "trained", "export"
+PREDICTIONS_FILE = "predictions.jsonl"
+# Trainer settings that change logging or disk use but never the numbers; kept out of the run hash.
+NON_SEMANTIC_TRAINER_KEYS = {"name", "logging_steps", "save_total_limit", "dataloader_num_workers"}
+TASK_LOADERS = {"math": load_math_training}
+
+
+# ------------------------------------------------------------------------------------------------- planning
+def plan_run(cfg: DictConfig) -> dict:
+    """Resolve recipe defaults and overrides into the plain dict that names, hashes and records the run."""
+    recipe = cfg.model.recipe
+    method_cls = METHODS.get(cfg.method.name)
+    if cfg.task.name not in TASK_LOADERS:
+        raise ConfigError(f"task '{cfg.task.name}' has no data loader yet; valid: {', '.join(sorted(TASK_LOADERS))}")
+    method_hp = per_recipe(cfg.method.hp, recipe)
+    rank = int(cfg.rank) if cfg.rank is not None else int(method_hp["rank"])
+    if cfg.alpha is not None:
+        alpha = float(cfg.alpha)
+    elif cfg.rank is not None and method_hp["rank"]:
+        alpha = float(method_hp["alpha"]) * rank / float(method_hp["rank"])  # keep the method's alpha/rank ratio
+    else:
+        alpha = float(method_hp["alpha"])
+    if method_cls.uses_peft and rank <= 0:
+        raise ConfigError(f"rank must be a positive integer for method '{cfg.method.name}' (got {rank}); set rank=<r>")
+    hp = {
+        "rank": rank if method_cls.uses_peft else 0,
+        "alpha": alpha if method_cls.uses_peft else 0.0,
+        "learning_rate": float(cfg.lr) if cfg.lr is not None else float(method_hp["lr"]),
+        "dropout": float(cfg.method.dropout),
+        "use_rslora": bool(cfg.method.use_rslora),
+        "use_dora": bool(cfg.method.use_dora),
+        "target_modules": list(cfg.model.target_modules),
+    }
+    method = {k: v for k, v in OmegaConf.to_container(cfg.method, resolve=True).items() if k not in {"hp", "description"}}
+    task = OmegaConf.to_container(cfg.task, resolve=True)
+    plan = {
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "recipe": recipe,
+        "task": {
+            "name": task["name"],
+            "data": resolve_recipe_tree(task["data"], recipe),
+            "evaluators": resolve_recipe_tree(task["evaluators"], recipe),
+        },
+        "schedule": per_recipe(cfg.task.train, recipe),
+        "method": method,
+        "hp": hp,
+        "trainer": {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if k not in NON_SEMANTIC_TRAINER_KEYS},
+        "seed": int(cfg.seed),
+    }
+    if getattr(method_cls, "needs_calibration", False):
+        calibration = resolve_recipe_tree(OmegaConf.to_container(cfg.calibration, resolve=True), recipe)
+        calibration["n_samples"] = per_recipe(cfg.task.calibration_samples, recipe)
+        plan["calibration"] = calibration
+    return plan
+
+
+def resolve_recipe_tree(node, recipe: str):
+    """Replace every recipe-keyed mapping ({demo: .., paper: ..}) in a nested structure by its active entry."""
+    if isinstance(node, dict):
+        if node and all(k in ("demo", "paper", "glue") for k in node):
+            return per_recipe(OmegaConf.create(node), recipe)
+        return {k: resolve_recipe_tree(v, recipe) for k, v in node.items()}
+    return node
+
+
+# ------------------------------------------------------------------------------------------------- stages
+def world_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def wait_for(path: Path, what: str, timeout_s: float = 6 * 3600) -> None:
+    """Non-zero ranks wait for rank 0 to finish a single-process stage (calibration + init)."""
+    start = time.time()
+    while not path.exists():
+        if time.time() - start > timeout_s:
+            raise RuntimeError(f"timed out waiting for {what} ({path})")
+        time.sleep(5)
+
+
+def build_context(plan: dict, cfg: DictConfig, tokenizer, records: list[dict], features: list[dict], collate) -> InitContext:
+    hp = HyperParams(
+        rank=plan["hp"]["rank"], alpha=plan["hp"]["alpha"], dropout=plan["hp"]["dropout"],
+        target_modules=plan["hp"]["target_modules"], learning_rate=plan["hp"]["learning_rate"],
+        use_rslora=plan["hp"]["use_rslora"], use_dora=plan["hp"]["use_dora"],
+    )
+    return InitContext(
+        hp=hp,
+        options=cfg.method,
+        tokenizer=tokenizer,
+        seed=plan["seed"],
+        train_records=records,
+        train_features=features,
+        collate_fn=collate,
+        calibration=OmegaConf.create(plan["calibration"]) if "calibration" in plan else None,
+        model_dtype=plan["model"]["dtype"],
+        cache_identity={
+            "model": plan["model"].get("path") or plan["model"]["name"],
+            "model_dtype": plan["model"]["dtype"],
+            "task": plan["task"]["name"],
+            "data": plan["task"]["data"],
+            "n_train_records": len(records),
+        },
+    )
+
+
+def initialize(method, model, ctx: InitContext, run_dir: Path):
+    """Run the method's init once and save it as plain files (residual base + initial adapter)."""
+    init_dir = run_dir / INIT_DIR
+    complete = init_dir / "COMPLETE"
+    if complete.exists() and method.uses_peft:
+        log.info("init: loading the saved initialisation from %s", init_dir)
+        return load_initialized(model, init_dir, method), runs_json(complete)
+    t0 = time.time()
+    model = method.initialize(model, ctx)
+    report = dict(ctx.report, init_seconds=round(time.time() - t0, 2))
+    if method.uses_peft:
+        if method.residual_modifying:
+            from astra_repro import export
+
+            export.save_initial_adapter(model, init_dir)
+        else:
+            model.save_pretrained(init_dir / "adapter")
+        runs.atomic_write_json(complete, report)
+    return model, report
+
+
+def runs_json(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
+
+
+def load_initialized(model, init_dir: Path, method):
+    from peft import PeftModel
+
+    if method.residual_modifying:
+        from safetensors.torch import load_file
+
+        state = load_file(str(init_dir / "base" / "model.safetensors"))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected:
+            raise RuntimeError(f"residual base weights do not fit the model: unexpected {unexpected[:3]}")
+    return PeftModel.from_pretrained(model, str(init_dir / "adapter"), is_trainable=True)
+
+
+def count_parameters(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def run(cfg: DictConfig) -> Path:
+    wall_start = time.time()
+    plan = plan_run(cfg)
+    method = get_method(plan["method"]["name"])
+    run_dir = runs.run_dir(plan, cfg.output_root)
+    if runs.is_complete(run_dir) and not cfg.force:
+        print(f"[astra_repro] already done: {run_dir}  (force=true redoes it)")
+        print_metrics(runs_json(run_dir / runs.METRICS_FILE))
+        return run_dir
+    if cfg.force and run_dir.exists() and world_rank() == 0:
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runs.atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plan)))
+    print(f"[astra_repro] run folder: {run_dir}")
+    timings: dict[str, float] = {}
+
+    import transformers
+
+    transformers.set_seed(plan["seed"])
+    model, tokenizer = load_model(cfg.model)
+    records, data_info = TASK_LOADERS[plan["task"]["name"]](cfg.task.data, plan["task"]["data"]["n_train"])
+    features = tokenize_records(tokenizer, records, plan["schedule"]["max_length"])
+    collate = SFTCollator(tokenizer.pad_token_id)
+    ctx = build_context(plan, cfg, tokenizer, records, features, collate)
+
+    # calibrate + init (single process: rank 0 writes, the others load)
+    t0 = time.time()
+    if world_rank() == 0:
+        model, init_report = initialize(method, model, ctx, run_dir)
+    else:
+        wait_for(run_dir / INIT_DIR / "COMPLETE", "rank 0's calibration + init")
+        model, init_report = initialize(method, model, ctx, run_dir)
+    timings["init_s"] = round(time.time() - t0, 2)
+    n_trainable, n_total = count_parameters(model)
+    print(f"[astra_repro] method={method.name} rank={plan['hp']['rank']} trainable params={n_trainable:,} / {n_total:,}")
+
+    train_stats: dict = {}
+    if method.trains:
+        t0 = time.time()
+        train_stats = train_stage(cfg, plan, method, model, features, collate, run_dir)
+        timings["train_s"] = round(time.time() - t0, 2)
+        t0 = time.time()
+        export_stage(method, model, run_dir)
+        timings["export_s"] = round(time.time() - t0, 2)
+
+    if world_rank() != 0:
+        return run_dir
+    metrics, eval_info, versions = {}, {}, {}
+    if not cfg.skip_eval:
+        t0 = time.time()
+        metrics, eval_info, versions = evaluate_stage(plan, model, tokenizer, run_dir)
+        timings["eval_s"] = round(time.time() - t0, 2)
+    timings["wall_s"] = round(time.time() - wall_start, 2)
+    record = {
+        "run_name": run_dir.name,
+        "config_hash": runs.config_hash(plan),
+        "task": plan["task"]["name"],
+        "model": plan["model"]["name"],
+        "method": method.name,
+        "method_label": method_label(method, cfg),
+        "recipe": plan["recipe"],
+        "rank": plan["hp"]["rank"],
+        "alpha": plan["hp"]["alpha"],
+        "learning_rate": plan["hp"]["learning_rate"],
+        "seed": plan["seed"],
+        "n_trainable_params": n_trainable,
+        "n_total_params": n_total,
+        "data": data_info,
+        "eval_data": eval_info,
+        "evaluator_versions": versions,
+        "metrics": metrics,
+        "train": train_stats,
+        "init": init_report,
+        "timings": timings,
+        "software": software_versions(),
+    }
+    runs.atomic_write_json(run_dir / runs.METRICS_FILE, record)  # the last write: its presence means "done"
+    print_metrics(record)
+    print(f"[astra_repro] record: {run_dir / runs.METRICS_FILE}  ({timings['wall_s']:.0f} s)")
+    return run_dir
+
+
+def method_label(method, cfg: DictConfig) -> str:
+    label_fn = getattr(type(method), "selection_label", None)
+    return f"{method.name} ({label_fn(cfg.method)})" if callable(label_fn) else method.name
+
+
+def train_stage(cfg, plan, method, model, features, collate, run_dir: Path) -> dict:
+    from astra_repro.training.trainer import build_training_arguments, train
+
+    done = run_dir / TRAINED_DIR / "COMPLETE"
+    if done.exists():
+        log.info("train: already done, loading %s", run_dir / TRAINED_DIR)
+        load_trained(model, method, run_dir / TRAINED_DIR)
+        return runs_json(done)
+    use_bf16 = cfg.trainer.bf16 is True or (
+        cfg.trainer.bf16 == "auto" and plan["model"]["dtype"] == "bfloat16" and torch.cuda.is_available()
+    )
+    report_to = []
+    if cfg.wandb.enabled:
+        os.environ.setdefault("WANDB_PROJECT", cfg.wandb.project)
+        if not os.environ.get("WANDB_API_KEY"):
+            os.environ.setdefault("WANDB_MODE", "offline")
+        report_to = ["wandb"]
+    args = build_training_arguments(run_dir, plan["schedule"], cfg.trainer, plan["hp"]["learning_rate"], plan["seed"], use_bf16, report_to)
+    groups = method.optimizer_param_groups(model, plan["hp"]["learning_rate"], cfg.trainer.weight_decay)
+    optimizer = torch.optim.AdamW(groups) if groups else None
+    stats = train(model, features, collate, args, run_dir, optimizer=optimizer)
+    trained = run_dir / TRAINED_DIR
+    if world_rank() == 0:
+        model.save_pretrained(trained)
+        runs.atomic_write_json(done, stats)
+    return stats
+
+
+def load_trained(model, method, trained_dir: Path) -> None:
+    if method.uses_peft:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(model, load_file(str(trained_dir / "adapter_model.safetensors")))
+    else:
+        from transformers import AutoModelForCausalLM
+
+        trained = AutoModelForCausalLM.from_pretrained(trained_dir, dtype=next(model.parameters()).dtype)
+        model.load_state_dict(trained.state_dict())
+
+
+def export_stage(method, model, run_dir: Path) -> None:
+    """A converted plain LoRA (rank 2r, loads on the ORIGINAL base model) for residual inits, and a merged model."""
+    from astra_repro import export
+
+    if world_rank() != 0 or not method.uses_peft:
+        return
+    out = run_dir / EXPORT_DIR
+    if (out / "COMPLETE").exists():
+        return
+    if method.residual_modifying:
+        export.export_plain_lora(model, run_dir / INIT_DIR / "adapter", out / "plain_lora")
+    export.export_merged(model, out / "merged")
+    runs.atomic_write_text(out / "COMPLETE", "")
+
+
+def evaluate_stage(plan, model, tokenizer, run_dir: Path) -> tuple[dict, dict, dict]:
+    recipe = plan["recipe"]
+    if torch.cuda.is_available():
+        model.cuda()
+    merged = hasattr(model, "merge_adapter")
+    if merged:
+        model.merge_adapter()  # generation at plain-model speed; the record on disk keeps the adapter
+    metrics, info, versions, predictions = {}, {}, {}, []
+    task_evaluators = OmegaConf.create(plan["task"]["evaluators"])
+    for name in task_evaluators:
+        evaluator_cls = get_evaluator(name)
+        result = evaluator_cls(task_evaluators[name], recipe).evaluate(model, tokenizer)
+        metrics[name] = result.metrics
+        info[name] = result.info
+        versions[name] = evaluator_cls.version
+        predictions.extend(result.predictions)
+    if merged:
+        model.unmerge_adapter()
+    runs.write_jsonl(run_dir / PREDICTIONS_FILE, predictions)
+    return metrics, info, versions
+
+
+def print_metrics(record: dict) -> None:
+    for evaluator, values in record.get("metrics", {}).items():
+        shown = ", ".join(f"{k}={v:.2f}" for k, v in values.items())
+        print(f"[astra_repro] {record.get('method_label', record.get('method'))} {evaluator}: {shown}  (data: {record.get('eval_data', {}).get(evaluator, {}).get('data_source', '?')})")
+
+
+def software_versions() -> dict:
+    import peft
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__, "python": sys.version.split()[0]}
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
+def hydra_entry(cfg: DictConfig) -> None:
+    try:
+        run(cfg)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main() -> None:
+    logging.getLogger("transformers").setLevel(logging.WARNING)
+    hydra_entry()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Training with the HF Trainer (accelerate / DeepSpeed underneath): loss, grad norm and learning rate at
+every step to `train_log.jsonl`, checkpoints in the run folder, and resume from the last one."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from astra_repro.paths import CONFIG_DIR
+
+log = logging.getLogger(__name__)
+
+TRAIN_LOG = "train_log.jsonl"
+
+
+class JsonlLogCallback(TrainerCallback):
+    """Appends every log event (one line per optimiser step with logging_steps=1) to a JSONL file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        row = {"step": state.global_step, "epoch": state.epoch, **logs}
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+def trim_log_after(path: Path, step: int) -> None:
+    """On resume, drop log lines written after the checkpoint we restart from (they will be re-logged)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def checkpoint_step(checkpoint: str) -> int:
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    return int(state["global_step"])
+
+
+def deepspeed_config_path(value: str | None) -> str | None:
+    if not value:
+        return None
+    path = Path(value)
+    if path.suffix != ".json":
+        path = CONFIG_DIR / "deepspeed" / f"{value}.json"
+    if not path.exists():
+        from astra_repro.errors import ConfigError
+
+        raise ConfigError(f"DeepSpeed config '{value}' not found; use zero2, zero3 or a path to a JSON file")
+    return str(path)
+
+
+def build_training_arguments(run_dir: Path, schedule: dict, trainer_cfg, lr: float, seed: int, use_bf16: bool, report_to: list[str]) -> TrainingArguments:
+    warmup = schedule.get("warmup_steps") or schedule.get("warmup_ratio") or 0
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        per_device_train_batch_size=schedule["per_device_batch_size"],
+        gradient_accumulation_steps=schedule["grad_accum"],
+        num_train_epochs=schedule["epochs"],
+        max_steps=schedule["max_steps"],
+        learning_rate=lr,
+        lr_scheduler_type=trainer_cfg.lr_scheduler,
+        warmup_steps=warmup,
+        weight_decay=trainer_cfg.weight_decay,
+        max_grad_norm=trainer_cfg.max_grad_norm,
+        optim=trainer_cfg.optim,
+        logging_steps=trainer_cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=schedule["save_steps"],
+        save_total_limit=trainer_cfg.save_total_limit,
+        bf16=use_bf16,
+        seed=seed,
+        data_seed=seed,
+        report_to=report_to,
+        deepspeed=deepspeed_config_path(trainer_cfg.deepspeed),
+        gradient_checkpointing=trainer_cfg.gradient_checkpointing,
+        dataloader_num_workers=trainer_cfg.dataloader_num_workers,
+        remove_unused_columns=False,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=False,
+    )
+
+
+def train(
+    model: torch.nn.Module,
+    features: Sequence[dict],
+    collate_fn,
+    args: TrainingArguments,
+    run_dir: Path,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> dict:
+    """Train to the end of the schedule, resuming from the newest checkpoint in the run folder if any."""
+    log_path = run_dir / TRAIN_LOG
+    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).exists() else None
+    if last:
+        log.info("resuming from %s", last)
+        trim_log_after(log_path, checkpoint_step(last))
+    elif log_path.exists():
+        log_path.unlink()  # a fresh start: an old partial log would mix two runs
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=list(features),
+        data_collator=collate_fn,
+        callbacks=[JsonlLogCallback(log_path)],
+        optimizers=(optimizer, None),
+    )
+    result = trainer.train(resume_from_checkpoint=last)
+    return {"train_runtime_s": result.metrics.get("train_runtime"), "train_loss": result.training_loss,
+            "global_step": result.global_step, "resumed_from": last}
