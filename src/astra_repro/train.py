@@ -112,7 +112,7 @@ def wait_for(path: Path, what: str, timeout_s: float = 6 * 3600) -> None:
         time.sleep(5)
 
 
-def build_context(plan: dict, cfg: DictConfig, tokenizer, records: list[dict], features: list[dict], collate) -> InitContext:
+def build_context(plan: dict, cfg: DictConfig, tokenizer, pool: list[dict], features: list[dict], collate) -> InitContext:
     hp = HyperParams(
         rank=plan["hp"]["rank"], alpha=plan["hp"]["alpha"], dropout=plan["hp"]["dropout"],
         target_modules=plan["hp"]["target_modules"], learning_rate=plan["hp"]["learning_rate"],
@@ -123,7 +123,7 @@ def build_context(plan: dict, cfg: DictConfig, tokenizer, records: list[dict], f
         options=cfg.method,
         tokenizer=tokenizer,
         seed=plan["seed"],
-        train_records=records,
+        train_records=pool,
         train_features=features,
         collate_fn=collate,
         calibration=OmegaConf.create(plan["calibration"]) if "calibration" in plan else None,
@@ -133,7 +133,7 @@ def build_context(plan: dict, cfg: DictConfig, tokenizer, records: list[dict], f
             "model_dtype": plan["model"]["dtype"],
             "task": plan["task"]["name"],
             "data": plan["task"]["data"],
-            "n_train_records": len(records),
+            "n_pool_records": len(pool),
         },
     )
 
@@ -178,6 +178,18 @@ def load_initialized(model, init_dir: Path, method):
     return PeftModel.from_pretrained(model, str(init_dir / "adapter"), is_trainable=True)
 
 
+def check_targets_survive_truncation(features: list[dict], plan: dict) -> None:
+    """A prompt longer than max_length leaves no response tokens: the loss would silently be zero."""
+    empty = sum(1 for f in features if all(label == -100 for label in f["labels"]))
+    if features and empty == len(features):
+        raise ConfigError(
+            f"every training example is cut before its response at max_length={plan['schedule']['max_length']}; "
+            f"raise task.train.{plan['recipe']}.max_length"
+        )
+    if empty:
+        log.warning("%d of %d training examples have no response tokens left after truncation", empty, len(features))
+
+
 def count_parameters(model) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -204,10 +216,16 @@ def run(cfg: DictConfig) -> Path:
 
     transformers.set_seed(plan["seed"])
     model, tokenizer = load_model(cfg.model)
-    records, data_info = TASK_LOADERS[plan["task"]["name"]](cfg.task.data, plan["task"]["data"]["n_train"])
+    # Training uses the first n_train records in file order; calibration samples from the whole set, as the
+    # reference does (protocol §1.1), so the pool is kept.
+    pool, data_info = TASK_LOADERS[plan["task"]["name"]](cfg.task.data, None)
+    n_train = plan["task"]["data"]["n_train"]
+    records = pool[:n_train] if n_train else pool
+    data_info.update(n_train=len(records), n_pool=len(pool))
     features = tokenize_records(tokenizer, records, plan["schedule"]["max_length"])
+    check_targets_survive_truncation(features, plan)
     collate = SFTCollator(tokenizer.pad_token_id)
-    ctx = build_context(plan, cfg, tokenizer, records, features, collate)
+    ctx = build_context(plan, cfg, tokenizer, pool, features, collate)
 
     # calibrate + init (single process: rank 0 writes, the others load)
     t0 = time.time()
@@ -267,8 +285,11 @@ def run(cfg: DictConfig) -> Path:
 
 
 def method_label(method, cfg: DictConfig) -> str:
+    """The row name in tables: the YAML's `label` if set (presets like astra_paper_math), plus the eigenvector
+    selection's name for methods that have one (Astra's Table 4 labels)."""
+    base = cfg.method.get("label") or method.name
     label_fn = getattr(type(method), "selection_label", None)
-    return f"{method.name} ({label_fn(cfg.method)})" if callable(label_fn) else method.name
+    return f"{base} ({label_fn(cfg.method)})" if callable(label_fn) else base
 
 
 def train_stage(cfg, plan, method, model, features, collate, run_dir: Path) -> dict:
@@ -289,7 +310,7 @@ def train_stage(cfg, plan, method, model, features, collate, run_dir: Path) -> d
             os.environ.setdefault("WANDB_MODE", "offline")
         report_to = ["wandb"]
     args = build_training_arguments(run_dir, plan["schedule"], cfg.trainer, plan["hp"]["learning_rate"], plan["seed"], use_bf16, report_to)
-    groups = method.optimizer_param_groups(model, plan["hp"]["learning_rate"], cfg.trainer.weight_decay)
+    groups = method.optimizer_param_groups(model, plan["hp"]["learning_rate"], cfg.trainer.weight_decay, cfg.method)
     optimizer = torch.optim.AdamW(groups) if groups else None
     stats = train(model, features, collate, args, run_dir, optimizer=optimizer)
     trained = run_dir / TRAINED_DIR

@@ -7,6 +7,27 @@ from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+
+class StopOnSubstrings(StoppingCriteria):
+    """Marks a sequence done once its generated text contains a stop string.
+
+    transformers' built-in `stop_strings` precomputes token-overlap tables over the whole vocabulary and
+    costs ~2 s per step on CPU for a 49k vocabulary; decoding the last few new tokens is ~1000x cheaper.
+    """
+
+    def __init__(self, tokenizer, stop_strings: Sequence[str], prompt_length: int, lookback_tokens: int = 12):
+        self.tokenizer = tokenizer
+        self.stop_strings = list(stop_strings)
+        self.prompt_length = prompt_length
+        self.lookback = lookback_tokens
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        tails = input_ids[:, max(self.prompt_length, input_ids.shape[1] - self.lookback) :]
+        texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
+        done = [any(stop in text for stop in self.stop_strings) for text in texts]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
 def truncate_at_stop(text: str, stop_strings: Sequence[str]) -> str:
@@ -45,8 +66,9 @@ def generate_greedy(
                 **enc,
                 do_sample=False,
                 max_new_tokens=max_new_tokens,
-                stop_strings=list(stop_strings) or None,
-                tokenizer=tokenizer,
+                stopping_criteria=StoppingCriteriaList(
+                    [StopOnSubstrings(tokenizer, stop_strings, enc["input_ids"].shape[1])] if stop_strings else []
+                ),
                 pad_token_id=tokenizer.pad_token_id,
                 use_cache=True,
             )

@@ -42,7 +42,7 @@ class InitContext:
     options: DictConfig  # the method's own YAML block (cfg.method)
     tokenizer: Any
     seed: int
-    # Training records as dicts with 'instruction' and 'output' (the task's training set, in file order).
+    # The records calibration samples from (the whole training set, as dicts with "instruction"/"output").
     train_records: Sequence[dict] = ()
     # Tokenised training features (input_ids, labels) and their collator, for gradient-based inits.
     train_features: Sequence[dict] = ()
@@ -64,6 +64,8 @@ class Method(ABC):
     description: ClassVar[str]
     uses_peft: ClassVar[bool] = True
     trains: ClassVar[bool] = True
+    # True for data-driven inits that read calibration statistics: the runner then resolves cfg.calibration
+    needs_calibration: ClassVar[bool] = False
     # True when the init changes the base weights (W_res = W - s*B0*A0): the runner then saves the residual
     # model with the initial adapter, and export converts the trained adapter into a plain rank-2r LoRA.
     residual_modifying: ClassVar[bool] = False
@@ -86,8 +88,12 @@ class Method(ABC):
     def initialize(self, model: torch.nn.Module, ctx: InitContext) -> torch.nn.Module:
         return get_peft_model(model, self.lora_config(ctx))
 
-    def optimizer_param_groups(self, model: torch.nn.Module, lr: float, weight_decay: float) -> list[dict] | None:
-        """Override to give parameter groups their own learning rates (LoRA+). None = one group at `lr`."""
+    def optimizer_param_groups(
+        self, model: torch.nn.Module, lr: float, weight_decay: float, options: DictConfig | None = None
+    ) -> list[dict] | None:
+        """Override to give parameter groups their own learning rates (LoRA+). None = one group at `lr`.
+        Reads its settings from `options` (the method YAML), not from state set in `initialize`, because a
+        resumed run loads its saved init and never calls `initialize`."""
         return None
 
     def option(self, ctx: InitContext, key: str, default: Any = None) -> Any:
@@ -146,7 +152,3 @@ def install_low_rank_init(
         delta = residual_scale * (b_param.float() @ a_param.float())
         weight.copy_((weight.float() - delta).to(weight.dtype))
 
-
-def optimizer_param_groups_default(model: torch.nn.Module, lr: float, weight_decay: float) -> list[dict]:
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": params, "lr": lr, "weight_decay": weight_decay}]

