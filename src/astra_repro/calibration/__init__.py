@@ -1,0 +1,116 @@
+"""The calibration stage: per-layer activation statistics for every data-driven init (Astra, CorDA, ...).
+
+    spec = CalibrationSpec.from_config(cfg.calibration, cfg.method, where="output")
+    covariances = collect_covariances(model, tokenizer, records, spec, target_modules, cache_identity)
+
+Runs in one process, before any distributed training, on the plain (un-adapted) model. Results are cached on
+disk under `cache_dir()/calibration/`, keyed by everything that changes them (see `cache.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from astra_repro.calibration.cache import calibration_cache_key, calibration_key_payload, load_cached, save_cached
+from astra_repro.calibration.data import build_samples, iterate_batches, load_wikitext2_lines
+from astra_repro.calibration.spec import CalibrationSpec
+from astra_repro.calibration.statistics import (
+    ActivationRecorder,
+    CovarianceAccumulator,
+    effective_rank,
+    eigen_decompose,
+    find_target_linears,
+)
+from astra_repro.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def collect_covariances(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    records: Sequence[dict],
+    spec: CalibrationSpec,
+    target_modules: Sequence[str],
+    cache_identity: Mapping | None = None,
+) -> dict[str, torch.Tensor]:
+    """Module name (as in the plain model, e.g. "model.layers.0.self_attn.q_proj") -> fp32 CPU covariance of that
+    layer's outputs (spec.where="output") or inputs ("input"), computed as the reference does (see statistics.py).
+
+    `records` are dicts with "instruction" and "output" (ignored for source="wikitext2"). `target_modules` are
+    PEFT-style names (suffixes like "q_proj" or full module names). A second call with the same key loads the cache.
+    """
+    layers = find_target_linears(model, target_modules)
+    if not layers:
+        raise ConfigError(f"no nn.Linear in the model matches target_modules {list(target_modules)}; fix model.target_modules")
+    first_param = next(model.parameters())
+    accumulate_dtype = first_param.dtype if spec.accumulate_dtype == "model" else torch.float32
+
+    samples = build_samples(tokenizer, records, spec)
+    extra = {
+        "accumulate_dtype": str(accumulate_dtype),
+        "padding_side": samples.padding_side,
+        "samples_sha256": samples.fingerprint,
+        "tokenizer": {
+            "class": type(tokenizer).__name__,
+            "vocab_size": len(tokenizer),
+            "bos": tokenizer.bos_token_id,
+            "eos": tokenizer.eos_token_id,
+        },
+    }
+    payload = calibration_key_payload(spec, layers, cache_identity, samples.n_pool, extra)
+    key = calibration_cache_key(spec, layers, cache_identity, samples.n_pool, extra)
+    cached = load_cached(key)
+    if cached is not None:
+        if set(cached) != set(layers):
+            raise RuntimeError(f"calibration cache {key} holds other layers than the targets; delete it")
+        return cached
+
+    log.info(
+        "calibration: %s source, %d samples x %d positions, batch %d, padding %s (side: %s), include_padding=%s, "
+        "normalize=%s, center=%s, accumulate in %s, hook on %ss of %d layers",
+        spec.source, len(samples), spec.rows_per_sample, spec.batch_size, spec.padding, samples.padding_side,
+        spec.include_padding, spec.normalize, spec.center, str(accumulate_dtype).replace("torch.", ""), spec.where,
+        len(layers),
+    )
+    recorder = ActivationRecorder(layers, spec, accumulate_dtype)
+    was_training = model.training
+    model.eval()
+    device = first_param.device
+    pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    n_batches = -(-len(samples) // spec.batch_size)
+    try:
+        with torch.no_grad():
+            for input_ids, attention_mask, row_mask in tqdm(
+                iterate_batches(samples, spec.batch_size, pad_id), total=n_batches, desc="calibration", leave=False
+            ):
+                recorder.row_mask = row_mask.to(device)
+                model(
+                    input_ids=input_ids.to(device),
+                    attention_mask=None if attention_mask is None else attention_mask.to(device),
+                    use_cache=False,
+                )
+    finally:
+        recorder.remove()
+        model.train(was_training)
+    covariances = recorder.results()
+    save_cached(key, covariances, payload)
+    return covariances
+
+
+__all__ = [
+    "CalibrationSpec",
+    "CovarianceAccumulator",
+    "calibration_cache_key",
+    "calibration_key_payload",
+    "collect_covariances",
+    "effective_rank",
+    "eigen_decompose",
+    "find_target_linears",
+    "load_wikitext2_lines",
+]

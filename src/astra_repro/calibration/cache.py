@@ -1,0 +1,109 @@
+"""The calibration cache: `cache_dir()/calibration/<key>.pt`, keyed by everything that changes the result.
+
+The reference scripts keyed their cache by method, model and rank only, so a second task silently reused the
+first task's calibration (D9). Here the key is the sha256 of a canonical JSON of: the caller's identity (model,
+task, data source, dtype...), every spec field (a wikitext2 file by its content hash, not its path), the sorted
+target module names, the number of records sampled from, and what the data pass itself resolved (accumulation
+dtype, padding side, tokenizer, a hash of the sampled texts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from astra_repro.calibration.spec import CalibrationSpec
+from astra_repro.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1  # bump when the statistics code changes what it computes
+
+
+def calibration_key_payload(
+    spec: CalibrationSpec,
+    target_modules: Iterable[str],
+    cache_identity: Mapping | DictConfig | None,
+    n_records: int,
+    extra: Mapping | None = None,
+) -> dict[str, Any]:
+    spec_fields = spec.as_dict()
+    if spec.path:
+        spec_fields["path"] = _file_fingerprint(spec.path)
+    return {
+        "format": CACHE_FORMAT,
+        "identity": _plain(cache_identity or {}),
+        "spec": spec_fields,
+        "targets": sorted(target_modules),
+        "n_records": int(n_records),
+        "extra": _plain(extra or {}),
+    }
+
+
+def calibration_cache_key(
+    spec: CalibrationSpec,
+    target_modules: Iterable[str],
+    cache_identity: Mapping | DictConfig | None,
+    n_records: int,
+    extra: Mapping | None = None,
+) -> str:
+    """sha256 hex of the canonical JSON of everything that changes a calibration's result."""
+    payload = calibration_key_payload(spec, target_modules, cache_identity, n_records, extra)
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+def canonical_json(payload: Any) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def cache_path(key: str) -> Path:
+    return cache_dir() / "calibration" / f"{key}.pt"
+
+
+def load_cached(key: str) -> dict[str, torch.Tensor] | None:
+    path = cache_path(key)
+    if not path.exists():
+        return None
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    log.info("calibration: loaded cached statistics %s (%d layers)", path, len(blob["covariances"]))
+    return blob["covariances"]
+
+
+def save_cached(key: str, covariances: dict[str, torch.Tensor], payload: dict) -> Path:
+    """Write atomically (tmp file + rename) so an interrupted run never leaves a half-written cache."""
+    path = cache_path(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    torch.save({"format": CACHE_FORMAT, "key_payload": canonical_json(payload), "covariances": covariances}, tmp)
+    os.replace(tmp, path)
+    log.info("calibration: saved statistics to %s", path)
+    return path
+
+
+def _file_fingerprint(path: str) -> str:
+    file = Path(path).expanduser()
+    if not file.is_file():
+        return f"missing:{path}"
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,163 @@
+"""Calibration samples, drawn and tokenised the way the reference code does (protocol §1.1).
+
+task source:   random.Random(seed).sample(range(len(records)), N) over the *whole* record list; text from
+               `calibration_text`; truncate/pad to seq_len with EOS as the pad id; drop the last position.
+wikitext2:     N sampled lines joined with "\\n\\n", tokenised once, cut into consecutive seq_len blocks
+               (usually far fewer than N), first seq_len - 1 tokens of each, no padding, no mask.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from astra_repro.calibration.spec import CalibrationSpec
+from astra_repro.data.prompts import calibration_text
+from astra_repro.errors import ConfigError
+from astra_repro.paths import hub_offline
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CalibrationSamples:
+    """Tokenised samples ready for batching. `row_mask` marks the positions whose activations enter the
+    statistics; `attention_mask` is what the model sees (None = no mask, as in the wikitext2 path)."""
+
+    input_ids: list[list[int]]
+    attention_mask: list[list[int]] | None
+    row_mask: list[list[int]]
+    fingerprint: str  # sha256 of the sampled texts: the cache key covers the data actually used
+    padding_side: str
+    n_pool: int  # records (task) or lines (wikitext2) the samples were drawn from
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def sample_indices(n_records: int, spec: CalibrationSpec) -> list[int]:
+    if spec.n_samples > n_records:
+        raise ConfigError(
+            f"calibration asks for {spec.n_samples} samples but only {n_records} records exist; "
+            "lower the task's calibration_samples"
+        )
+    # Same stream as the reference's `random.seed(42); random.sample(...)`.
+    return random.Random(spec.seed).sample(range(n_records), spec.n_samples)
+
+
+def load_wikitext2_lines(path: str | Path | None = None) -> list[str]:
+    """WikiText-2 (raw) train rows as the HF dataset gives them: non-blank rows end in "\\n", blank rows are "".
+
+    A local file (raw text, one row per line, CRLF or LF) is read when `path` is given; otherwise the HF dataset
+    is downloaded, which needs the hub.
+    """
+    if path:
+        file = Path(path).expanduser()
+        if not file.exists():
+            raise ConfigError(f"wikitext2 calibration file '{file}' does not exist; fix calibration.path=/file")
+        text = file.read_text(encoding="utf-8")
+        return [line.rstrip("\r\n") + "\n" if line.strip() else "" for line in text.splitlines()]
+    if hub_offline():
+        raise ConfigError(
+            "wikitext2 calibration needs the hub, which is offline; give a local raw text file with calibration.path=/file"
+        )
+    try:
+        import datasets
+
+        return list(datasets.load_dataset("wikitext", "wikitext-2-raw-v1", split="train")["text"])
+    except Exception as err:  # noqa: BLE001 - any download failure has the same fix
+        raise ConfigError(
+            f"could not load wikitext-2-raw-v1 ({type(err).__name__}); give a local raw text file with calibration.path=/file"
+        ) from None
+
+
+def build_samples(tokenizer: Any, records: Sequence[dict], spec: CalibrationSpec) -> CalibrationSamples:
+    if spec.source == "wikitext2":
+        return _wikitext2_samples(tokenizer, load_wikitext2_lines(spec.path), spec)
+    return _task_samples(tokenizer, records, spec)
+
+
+def padding_side(tokenizer: Any, spec: CalibrationSpec) -> str:
+    return getattr(tokenizer, "padding_side", "right") if spec.padding_side == "tokenizer" else spec.padding_side
+
+
+def _task_samples(tokenizer: Any, records: Sequence[dict], spec: CalibrationSpec) -> CalibrationSamples:
+    eos_id = tokenizer.eos_token_id
+    if eos_id is None:
+        raise ConfigError("calibration pads with the EOS token, but the tokenizer has none; use a tokenizer with eos_token")
+    side = padding_side(tokenizer, spec)
+    texts = []
+    for index in sample_indices(len(records), spec):
+        record = records[index]
+        texts.append(calibration_text(record["instruction"], record["output"], spec.prompt, tokenizer.eos_token or ""))
+    input_ids, attention_mask = [], []
+    for text in texts:
+        # Tokenise unpadded and pad by hand with EOS: identical to `padding="max_length"` with pad_token_id = eos
+        # (the reference's setting) without mutating the caller's tokenizer.
+        ids = list(tokenizer(text, truncation=True, max_length=spec.seq_len)["input_ids"])
+        mask = [1] * len(ids)
+        if spec.padding == "max_length" and len(ids) < spec.seq_len:
+            pad = spec.seq_len - len(ids)
+            if side == "left":
+                ids, mask = [eos_id] * pad + ids, [0] * pad + mask
+            else:
+                ids, mask = ids + [eos_id] * pad, mask + [0] * pad
+        # The reference feeds input_ids[:-1] (its labels are the shifted ids): seq_len - 1 positions.
+        input_ids.append(ids[:-1])
+        attention_mask.append(mask[:-1])
+    if spec.include_padding:
+        row_mask = [[1] * len(ids) for ids in input_ids]
+    else:
+        row_mask = [list(mask) for mask in attention_mask]
+    return CalibrationSamples(input_ids, attention_mask, row_mask, _fingerprint(texts), side, len(records))
+
+
+def _wikitext2_samples(tokenizer: Any, lines: Sequence[str], spec: CalibrationSpec) -> CalibrationSamples:
+    chosen = [lines[i] for i in sample_indices(len(lines), spec)]
+    text = "\n\n".join(chosen)
+    ids = list(tokenizer(text)["input_ids"])
+    n_blocks = len(ids) // spec.seq_len
+    if n_blocks == 0:
+        raise ConfigError(
+            f"wikitext2 calibration text has {len(ids)} tokens, fewer than one block of {spec.seq_len}; "
+            "raise the task's calibration_samples"
+        )
+    blocks = [ids[i * spec.seq_len : (i + 1) * spec.seq_len][:-1] for i in range(n_blocks)]
+    log.info("wikitext2 calibration: %d lines -> %d tokens -> %d blocks of %d", len(chosen), len(ids), n_blocks, spec.seq_len - 1)
+    row_mask = [[1] * len(block) for block in blocks]
+    return CalibrationSamples(blocks, None, row_mask, _fingerprint([text]), padding_side(tokenizer, spec), len(lines))
+
+
+def iterate_batches(samples: CalibrationSamples, batch_size: int, pad_id: int):
+    """Yield (input_ids, attention_mask or None, row_mask) tensors. Samples of unequal length (padding="none")
+    are right-padded to the batch's longest; those pads are never rows of the statistics."""
+    for start in range(0, len(samples), batch_size):
+        stop = min(start + batch_size, len(samples))
+        ids = samples.input_ids[start:stop]
+        width = max(len(x) for x in ids)
+        input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+        row_mask = torch.zeros((len(ids), width), dtype=torch.bool)
+        needs_mask = samples.attention_mask is not None or any(len(x) < width for x in ids)
+        attention_mask = torch.zeros((len(ids), width), dtype=torch.long) if needs_mask else None
+        for i, seq in enumerate(ids):
+            n = len(seq)
+            input_ids[i, :n] = torch.tensor(seq, dtype=torch.long)
+            row_mask[i, :n] = torch.tensor(samples.row_mask[start + i], dtype=torch.bool)
+            if attention_mask is not None:
+                mask = samples.attention_mask[start + i] if samples.attention_mask is not None else [1] * n
+                attention_mask[i, :n] = torch.tensor(mask, dtype=torch.long)
+        yield input_ids, attention_mask, row_mask
+
+
+def _fingerprint(texts: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()

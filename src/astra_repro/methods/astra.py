@@ -1,0 +1,203 @@
+"""Astra (arXiv 2602.19111): LoRA on eigenvectors of each layer's output-activation covariance.
+
+Rule [LyoAI/Astra astra.py `AstraLayer.astra_init`, `crop_astra_eigens`; protocol §1.3-1.4], per adapted layer:
+    C = calibration covariance of the layer's outputs (see astra_repro.calibration)
+    S, V = eigh(C)                      (ascending eigenvalues)
+    V_r = r columns of V chosen by `subspace`   (reference: V[:, -r:], the r LARGEST eigenvalues - D1)
+    A = V_rᵀ W (fp32, then the weight dtype),  B = V_r,  W_res = W − s·B·A
+with s = the layer's LoRA scaling (alpha/r) as in the code, or 1 as in the paper's Eq. 8 (D6). B has orthonormal
+columns and A carries the magnitude, unlike PiSSA's sqrt(S) split. With s = scaling the outputs are unchanged
+at init. peft 0.21.2 has no Astra, so the factors are written into a default PEFT LoRA model.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+import zlib
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from peft import get_peft_model
+
+from astra_repro.calibration import CalibrationSpec, collect_covariances, eigen_decompose
+from astra_repro.errors import ConfigError
+from astra_repro.methods.base import InitContext, Method, install_low_rank_init, lora_layers, register_method
+
+log = logging.getLogger(__name__)
+
+# Option -> (reference default, valid values or None). Calibration pass-through options default to None = the
+# calibration stage's value (whose defaults are the reference's too).
+OPTIONS: dict[str, tuple[Any, tuple | None]] = {
+    "subspace": ("largest", ("largest", "smallest", "window", "random")),
+    "window_start": ("d/2", None),  # "0" | "d/4" | "d/2" | "3d/4" | "d-r" | an int (ascending column index)
+    "label_convention": ("paper", ("paper", "math")),
+    "residual_scaling": ("alpha_over_r", ("alpha_over_r", "none")),
+    "center": (None, None),
+    "normalize": (None, None),
+    "include_padding": (None, None),
+    "accumulate_dtype": (None, None),
+    "calibration_prompt": (None, None),
+}
+NAMED_WINDOWS = ("0", "d/4", "d/2", "3d/4", "d-r")
+
+# Table 4 row names (protocol §5). "paper": the authors' reading, tail := largest eigenvalues (ascending eigh
+# columns read as descending). "math": the paper's own definition, tail := smallest eigenvalues (Theorem 2.2).
+_LABELS = {
+    "paper": {
+        "largest": "Tail", "smallest": "Top", "random": "Random",
+        "0": "Top", "d/4": "Upper Quartile (Q3)", "d/2": "Medium", "3d/4": "Lower Quartile (Q1)", "d-r": "Tail",
+    },
+    "math": {
+        "largest": "Top", "smallest": "Tail", "random": "Random",
+        "0": "Tail", "d/4": "Lower Quartile (Q1)", "d/2": "Medium", "3d/4": "Upper Quartile (Q3)", "d-r": "Top",
+    },
+}
+
+
+def astra_options(options: DictConfig | Mapping | None) -> dict[str, Any]:
+    """The method options with reference defaults filled in, validated; unknown keys are left to the YAML."""
+    source = {}
+    if options is not None:
+        source = OmegaConf.to_container(options, resolve=True) if isinstance(options, DictConfig) else dict(options)
+    resolved = {}
+    for key, (default, valid) in OPTIONS.items():
+        value = source.get(key, default)
+        if value is None:
+            value = default
+        if valid is not None and value not in valid:
+            raise ConfigError(f"method.{key} '{value}' is not valid for astra; valid: {', '.join(valid)}")
+        resolved[key] = value
+    start = resolved["window_start"]
+    if not (isinstance(start, int) and not isinstance(start, bool)) and str(start) not in NAMED_WINDOWS:
+        raise ConfigError(
+            f"method.window_start '{start}' is not valid; use one of {', '.join(NAMED_WINDOWS)} or a column index"
+        )
+    return resolved
+
+
+def window_start_index(window_start: Any, dim: int, rank: int) -> int:
+    """Ascending column index where a window of `rank` eigenvectors starts, clipped so the window fits.
+
+    The reference's "medium" crop V[:, d//2 : d//2 + r] is silently short when d//2 + r > d; clipping keeps r columns.
+    """
+    named = {"0": 0, "d/4": dim // 4, "d/2": dim // 2, "3d/4": 3 * dim // 4, "d-r": dim - rank}
+    start = named[str(window_start)] if str(window_start) in named and not isinstance(window_start, int) else int(window_start)
+    return max(0, min(start, dim - rank))
+
+
+def select_columns(subspace: str, dim: int, rank: int, window_start: Any = "d/2", seed: int = 0) -> torch.Tensor:
+    """Indices (into ascending eigh columns) of the eigenvectors to adapt."""
+    if rank > dim:
+        raise ConfigError(f"LoRA rank {rank} exceeds a target layer's output dimension {dim}; lower the rank")
+    if subspace == "largest":
+        return torch.arange(dim - rank, dim)
+    if subspace == "smallest":
+        return torch.arange(0, rank)
+    if subspace == "window":
+        start = window_start_index(window_start, dim, rank)
+        return torch.arange(start, start + rank)
+    if subspace == "random":
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randperm(dim, generator=generator)[:rank].sort().values
+    raise ConfigError(f"unknown astra subspace '{subspace}'; valid: largest, smallest, window, random")
+
+
+@register_method
+class Astra(Method):
+    name = "astra"
+    description = "Astra: eigenvectors of the output-activation covariance (A = V^T W, B = V), residual frozen"
+    residual_modifying = True
+    needs_calibration = True  # the runner resolves cfg.calibration into ctx.calibration for such methods
+
+    @staticmethod
+    def selection_label(options: DictConfig | Mapping | None) -> str:
+        """Table 4 row name of the selection these options make, under their `label_convention`."""
+        opts = astra_options(options)
+        labels = _LABELS[opts["label_convention"]]
+        if opts["subspace"] != "window":
+            return labels[opts["subspace"]]
+        start = opts["window_start"]
+        if isinstance(start, int) and not isinstance(start, bool):
+            return f"Window@{start}"
+        return labels[str(start)]
+
+    def initialize(self, model: torch.nn.Module, ctx: InitContext) -> torch.nn.Module:
+        opts = astra_options(ctx.options)
+        if ctx.hp.use_dora:
+            # DoRA's magnitude is computed from W before the residual is subtracted: the pair is not defined.
+            raise ConfigError("astra does not combine with DoRA; set method.use_dora=false")
+        spec = CalibrationSpec.from_config(ctx.calibration, ctx.options, where="output")
+        covariances = collect_covariances(
+            model, ctx.tokenizer, ctx.train_records, spec, ctx.hp.target_modules, ctx.cache_identity
+        )
+        peft_model = get_peft_model(model, self.lora_config(ctx))
+        layers = lora_layers(peft_model)
+        scalings = sorted({float(layer.scaling["default"]) for layer in layers.values()})
+        if opts["residual_scaling"] == "none" and scalings != [1.0]:
+            warnings.warn(
+                f"astra residual_scaling=none subtracts B·A (Eq. 8) but the adapter adds s·B·A with s = "
+                f"{', '.join(f'{s:g}' for s in scalings)}: the model's outputs change at init",
+                stacklevel=2,
+            )
+        selections = {}
+        for name, layer in layers.items():
+            if name not in covariances:
+                raise RuntimeError(f"no calibration statistics for adapted layer {name}")
+            selections[name] = self._init_layer(name, layer, covariances[name], opts, ctx.seed)
+        summary = summarize_selection(selections)
+        for layer_type, row in summary.items():
+            log.info(
+                "astra %s: %s eigenvalues, percentiles %.1f-%.1f%% of the ascending spectrum, %.1f%% of the energy",
+                layer_type, opts["subspace"], row["percentile_low"], row["percentile_high"], 100 * row["energy_fraction"],
+            )
+        ctx.report["astra"] = {**opts, "selection_label": self.selection_label(opts), "calibration": spec.as_dict()}
+        ctx.report["astra_selected_percentiles"] = summary
+        return peft_model
+
+    @torch.no_grad()
+    def _init_layer(self, name: str, layer: torch.nn.Module, covariance: torch.Tensor, opts: dict, seed: int) -> dict:
+        weight = layer.get_base_layer().weight
+        dim, rank = weight.shape[0], layer.r["default"]
+        if covariance.shape != (dim, dim):
+            raise RuntimeError(f"covariance of {name} is {tuple(covariance.shape)}, expected ({dim}, {dim})")
+        eigvals, eigvecs = eigen_decompose(covariance.to(weight.device))
+        # A per-layer seed (stable across processes, unlike hash()) so "random" draws different columns per layer.
+        columns = select_columns(opts["subspace"], dim, rank, opts["window_start"], seed + zlib.crc32(name.encode()))
+        V = eigvecs[:, columns.to(eigvecs.device)]
+        A = V.T @ weight.float()
+        scaling = float(layer.scaling["default"])
+        residual_scale = scaling if opts["residual_scaling"] == "alpha_over_r" else 1.0
+        install_low_rank_init(layer, A.to(weight.dtype), V.to(weight.dtype), residual_scale=residual_scale)
+        selected = eigvals[columns.to(eigvals.device)]
+        total = eigvals.clamp_min(0).sum()
+        return {
+            "dim": dim,
+            "columns_low": int(columns.min()),
+            "columns_high": int(columns.max()),
+            "eigval_low": float(selected.min()),
+            "eigval_high": float(selected.max()),
+            "energy_fraction": float(selected.clamp_min(0).sum() / total) if total > 0 else 0.0,
+        }
+
+
+def summarize_selection(selections: dict[str, dict]) -> dict[str, dict]:
+    """Per layer type (q_proj, ...): the percentile range of the ascending spectrum actually selected (0 % =
+    smallest eigenvalue, 100 % = largest), over all layers of that type, and the mean captured energy fraction."""
+    by_type: dict[str, list[dict]] = defaultdict(list)
+    for name, row in selections.items():
+        by_type[name.rsplit(".", 1)[-1]].append(row)
+    summary = {}
+    for layer_type, rows in sorted(by_type.items()):
+        summary[layer_type] = {
+            "n_layers": len(rows),
+            "percentile_low": min(100.0 * r["columns_low"] / r["dim"] for r in rows),
+            "percentile_high": max(100.0 * (r["columns_high"] + 1) / r["dim"] for r in rows),
+            "eigval_low": min(r["eigval_low"] for r in rows),
+            "eigval_high": max(r["eigval_high"] for r in rows),
+            "energy_fraction": sum(r["energy_fraction"] for r in rows) / len(rows),
+        }
+    return summary
