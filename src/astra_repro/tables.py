@@ -70,6 +70,8 @@ def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
             [",".join(sorted(set(group["train_data"])))] + [",".join(sorted(set(group[f"{e}.data"].dropna()))) for e in evaluators]
         )
         out_rows.append(row)
+    # The untrained model first, then methods by name: a stable order for diffs between table versions.
+    out_rows.sort(key=lambda r: (r["method_key"] != "base", str(r["method"]), str(r["rank"])))
     return pd.DataFrame(out_rows), evaluators
 
 

@@ -61,7 +61,10 @@ def deepspeed_config_path(value: str | None) -> str | None:
 
 def build_training_arguments(run_dir: Path, schedule: dict, trainer_cfg, lr: float, seed: int, use_bf16: bool, report_to: list[str]) -> TrainingArguments:
     warmup = schedule.get("warmup_steps") or schedule.get("warmup_ratio") or 0
+    # Only passed when on: the keyword is being renamed across transformers versions.
+    extra = {"gradient_checkpointing": True} if trainer_cfg.gradient_checkpointing else {}
     return TrainingArguments(
+        **extra,
         output_dir=str(run_dir / "checkpoints"),
         per_device_train_batch_size=schedule["per_device_batch_size"],
         gradient_accumulation_steps=schedule["grad_accum"],
@@ -82,7 +85,6 @@ def build_training_arguments(run_dir: Path, schedule: dict, trainer_cfg, lr: flo
         data_seed=seed,
         report_to=report_to,
         deepspeed=deepspeed_config_path(trainer_cfg.deepspeed),
-        gradient_checkpointing=trainer_cfg.gradient_checkpointing,
         dataloader_num_workers=trainer_cfg.dataloader_num_workers,
         remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available(),
