@@ -152,7 +152,7 @@ def initialize(method, model, ctx: InitContext, run_dir: Path):
         if method.residual_modifying:
             from astra_repro import export
 
-            export.save_initial_adapter(model, init_dir)
+            export.save_initial_adapter(model, init_dir, tokenizer=ctx.tokenizer)
         else:
             model.save_pretrained(init_dir / "adapter")
         runs.atomic_write_json(complete, report)
@@ -171,10 +171,13 @@ def load_initialized(model, init_dir: Path, method):
     if method.residual_modifying:
         from safetensors.torch import load_file
 
-        state = load_file(str(init_dir / "base" / "model.safetensors"))
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected:
-            raise RuntimeError(f"residual base weights do not fit the model: unexpected {unexpected[:3]}")
+        shards = sorted((init_dir / "base").glob("*.safetensors"))  # one file, or several for large models
+        if not shards:
+            raise RuntimeError(f"{init_dir / 'base'} holds no residual weights; delete {init_dir} to redo the init")
+        for shard in shards:
+            _, unexpected = model.load_state_dict(load_file(str(shard)), strict=False)
+            if unexpected:
+                raise RuntimeError(f"residual base weights do not fit the model: unexpected {unexpected[:3]}")
     return PeftModel.from_pretrained(model, str(init_dir / "adapter"), is_trainable=True)
 
 
@@ -244,7 +247,7 @@ def run(cfg: DictConfig) -> Path:
         train_stats = train_stage(cfg, plan, method, model, features, collate, run_dir)
         timings["train_s"] = round(time.time() - t0, 2)
         t0 = time.time()
-        export_stage(method, model, run_dir)
+        export_stage(method, model, tokenizer, run_dir)
         timings["export_s"] = round(time.time() - t0, 2)
 
     if world_rank() != 0:
@@ -333,18 +336,21 @@ def load_trained(model, method, trained_dir: Path) -> None:
         model.load_state_dict(trained.state_dict())
 
 
-def export_stage(method, model, run_dir: Path) -> None:
+def export_stage(method, model, tokenizer, run_dir: Path) -> None:
     """A converted plain LoRA (rank 2r, loads on the ORIGINAL base model) for residual inits, and a merged model."""
     from astra_repro import export
 
-    if world_rank() != 0 or not method.uses_peft:
+    if world_rank() != 0:
+        return
+    if not method.uses_peft:  # full fine-tuning: trained/ already is the full model; make it loadable on its own
+        tokenizer.save_pretrained(run_dir / TRAINED_DIR)
         return
     out = run_dir / EXPORT_DIR
     if (out / "COMPLETE").exists():
         return
     if method.residual_modifying:
         export.export_plain_lora(model, run_dir / INIT_DIR / "adapter", out / "plain_lora")
-    export.export_merged(model, out / "merged")
+    export.export_merged(model, out / "merged", tokenizer=tokenizer)
     runs.atomic_write_text(out / "COMPLETE", "")
 
 
