@@ -5,7 +5,7 @@
 
 Each array task re-enters the idempotent entry point (`python -m astra_repro.train <overrides>`): finished runs
 are skipped, interrupted ones resume, so a requeued or resubmitted array simply continues (design lesson 7).
-A sweep file (configs/sweep/<name>.yaml) has `fixed` overrides and `axes`: the cartesian product of the axes.
+A sweep file (slurm/sweeps/<name>.yaml) has `fixed` overrides and `axes`: the cartesian product of the axes.
 An axis value that is a list is a group of overrides applied together (e.g. Table 4's window selections).
 """
 
@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from astra_repro.errors import ConfigError
 from astra_repro.paths import CONFIG_DIR, PROJECT_ROOT
 
-SWEEP_DIR = CONFIG_DIR / "sweep"
+SWEEP_DIR = PROJECT_ROOT / "slurm" / "sweeps"
 
 
 def load_sweep(name: str):
@@ -78,7 +78,7 @@ def write_manifest(name: str, out_root: Path | None = None) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", help="a sweep in configs/sweep/ (without .yaml)")
+    parser.add_argument("name", help="a sweep in slurm/sweeps/ (without .yaml)")
     parser.add_argument("--local", action="store_true", help="run every line here, sequentially")
     parser.add_argument("--parallel", type=int, default=8, help="SLURM array concurrency (%%K)")
     args = parser.parse_args(argv)
