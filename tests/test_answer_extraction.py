@@ -156,3 +156,14 @@ def test_math_verify_works_outside_main_thread():
     t.start()
     t.join(timeout=60)
     assert results == [True]
+
+
+def test_math_verify_broken_install_raises_instead_of_scoring_zero(monkeypatch):
+    import math_verify
+
+    def broken_parse(*args, **kwargs):
+        raise ImportError("Unsupported ANTLR version")
+
+    monkeypatch.setattr(math_verify, "parse", broken_parse)
+    with pytest.raises(RuntimeError, match="math-verify"):
+        math_verify_correct("The answer is: 18", 18)

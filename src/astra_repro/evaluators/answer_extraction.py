@@ -207,14 +207,16 @@ def gsm8k_flexible_extract(completion: str) -> str | None:
 # math_verify
 # --------------------------------------------------------------------------------------------
 def math_verify_correct(completion: str, gold: str | int | float) -> bool:
-    """True when Math-Verify finds the completion's answer equal to ``gold``; False on any error.
+    """True when Math-Verify finds the completion's answer equal to ``gold``; False when it cannot parse one.
 
     Timeouts are disabled (``parsing_timeout=None``, ``timeout_seconds=None``): Math-Verify's
     timeouts use ``signal.alarm``, which raises outside the main thread (e.g. in eval workers).
+    A broken installation (math-verify or its LaTeX parser failing to import) raises instead of scoring every
+    sample 0: that would be a silent wrong result.
     """
-    try:
-        from math_verify import parse, verify
+    from math_verify import parse, verify
 
+    try:
         gold_str = str(gold)
         gold_parsed = parse(gold_str, parsing_timeout=None)
         if not gold_parsed:
@@ -224,5 +226,7 @@ def math_verify_correct(completion: str, gold: str | int | float) -> bool:
         if not gold_parsed or not pred_parsed:
             return False
         return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
-    except Exception:  # noqa: BLE001 - a grader must never crash an evaluation
+    except ImportError as err:  # e.g. latex2sympy2_extended with an unsupported antlr4 runtime
+        raise RuntimeError(f"math-verify is installed but cannot run ({err}); reinstall it: pip install -U math-verify") from err
+    except Exception:  # noqa: BLE001 - one unparsable sample must not crash an evaluation
         return False
