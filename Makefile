@@ -1,6 +1,6 @@
 # make demo    fine-tune the embedded SmolLM2-135M on math (LoRA and Astra), score it, print the table (CPU, <10 min)
 # make test    the test suite (offline, tiny models)
-# make tables  regenerate results/tables from run records, next to the paper's numbers
+# make tables  regenerate results/tables (next to the paper's numbers) and results/figures from run records
 # make bench   timing / memory figures for docs/benchmarks.md
 VENV ?= .venv
 PY := $(VENV)/bin/python

@@ -30,7 +30,7 @@ def test_tables_aggregate_seeds_and_show_paper_numbers(tmp_path):
     assert "local / local" in md
     csv = pd.read_csv(tmp_path / "tables" / "math_llama2_7b.csv")
     assert csv.set_index("method").loc["lora", "gsm8k.accuracy"] == 41.0
-    assert len(paths) == 2
+    assert [p.name for p in paths] == ["math_llama2_7b.md", "math_llama2_7b.csv"]  # no logs -> no figure
 
 
 def test_tables_flag_synthetic_data_and_list_paper_reference_for_other_models(tmp_path):
@@ -47,3 +47,18 @@ def test_tables_flag_synthetic_data_and_list_paper_reference_for_other_models(tm
 def test_tables_with_no_runs_says_what_to_do(tmp_path, capsys):
     assert write_tables(tmp_path / "empty", tmp_path / "tables") == []
     assert "make demo" in capsys.readouterr().out
+
+
+def test_training_curves_figure_from_logs(tmp_path):
+    root = tmp_path / "runs"
+    for method, seed, scale in [("lora", 1, 1.0), ("lora", 2, 5.0), ("astra", 1, 0.5)]:
+        fake_record(root, method, seed, 40.0)
+        log = root / "math" / f"{method}_llama2_7b_r128_s{seed}_abcd{seed}" / "train_log.jsonl"
+        log.write_text("".join(json.dumps({"step": s, "loss": scale / s, "grad_norm": scale}) + "\n" for s in range(1, 6)))
+    paths = write_tables(root, tmp_path / "tables", tmp_path / "figures")
+    figure = tmp_path / "figures" / "math_llama2_7b_training.png"
+    assert figure in paths and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000
+
+    from astra_repro.report.figures import read_train_log
+
+    assert [r["loss"] for r in read_train_log(log.parent)][:2] == [0.5, 0.25]

@@ -132,7 +132,10 @@ def render_table(task: str, model: str, frame: pd.DataFrame) -> tuple[str, pd.Da
     return "\n".join(lines), pd.DataFrame(csv_rows)
 
 
-def write_tables(runs_root: Path | None = None, out_dir: Path | None = None) -> list[Path]:
+def write_tables(runs_root: Path | None = None, out_dir: Path | None = None, figures_dir: Path | None = None) -> list[Path]:
+    """Tables (markdown + csv) per (task, model) and a training-curve figure for each."""
+    from astra_repro.report.figures import training_curves
+
     records = runs.load_records(runs_root)
     out_dir = out_dir or results_dir() / "tables"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -148,6 +151,10 @@ def write_tables(runs_root: Path | None = None, out_dir: Path | None = None) -> 
         runs.atomic_write_text(csv_path, csv.to_csv(index=False))
         print(markdown)
         written += [md_path, csv_path]
+        group_records = [r for r in records if r["task"] == task and r["model"] == model]
+        figure = training_curves(group_records, (figures_dir or results_dir() / "figures") / f"{task}_{model}_training.png", f"{task} / {model}")
+        if figure:
+            written.append(figure)
     return written
 
 
@@ -155,8 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=None, help="folder of run records (default results/runs)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default results/tables)")
+    parser.add_argument("--figures", type=Path, default=None, help="figure folder (default results/figures)")
     args = parser.parse_args(argv)
-    paths = write_tables(args.runs, args.out)
+    paths = write_tables(args.runs, args.out, args.figures)
     for p in paths:
         print(f"wrote {p}", file=sys.stderr)
 
