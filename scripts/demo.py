@@ -7,6 +7,7 @@ exist), so a second `make demo` only prints. Extra Hydra overrides can follow: s
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -31,8 +32,7 @@ def main(extra_overrides: list[str]) -> None:
             print(f"\n===== {method} =====", flush=True)
             cfg = compose("config", overrides=[f"method={method}", *extra_overrides])
             run_dir = run(cfg)
-            results[method] = runs.load_records(run_dir.parent.parent)  # all records; pick this one below
-            results[method] = next(r for r in results[method] if r["run_dir"] == str(run_dir))
+            results[method] = json.loads((run_dir / runs.METRICS_FILE).read_text())
     print("\n===== GSM8K-format held-out problems (same problems for every row) =====")
     for method, record in results.items():
         m = record["metrics"]["gsm8k"]

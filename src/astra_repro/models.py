@@ -37,10 +37,10 @@ def load_model(model_cfg: DictConfig, dtype: str | None = None) -> tuple[torch.n
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         location = model_location(model_cfg)
-        kwargs = dict(dtype=dtype, local_files_only=hub_offline() or source != "hub")
+        local_only = hub_offline() or source != "hub"
         try:
-            tokenizer = AutoTokenizer.from_pretrained(location, **kwargs_for_tokenizer(kwargs))
-            model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
+            model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, local_files_only=local_only)
         except OSError as err:
             raise ConfigError(
                 f"model '{location}' is not available offline ({type(err).__name__}); download it where the hub "
@@ -51,10 +51,6 @@ def load_model(model_cfg: DictConfig, dtype: str | None = None) -> tuple[torch.n
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
-
-
-def kwargs_for_tokenizer(kwargs: dict) -> dict:
-    return {"local_files_only": kwargs["local_files_only"]}
 
 
 def model_location(model_cfg: DictConfig) -> str:

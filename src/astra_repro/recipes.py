@@ -23,3 +23,12 @@ def per_recipe(node: Any, recipe: str) -> Any:
         raise ConfigError(f"this setting has no value for recipe '{recipe}' (it has: {', '.join(node.keys())})")
     value = node[recipe]
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+
+
+def resolve_recipe_tree(node: Any, recipe: str) -> Any:
+    """Replace every recipe-keyed mapping ({demo: .., paper: ..}) in a nested plain structure by its active entry."""
+    if is_recipe_keyed(node):
+        return per_recipe(OmegaConf.create(node), recipe)
+    if isinstance(node, dict):
+        return {k: resolve_recipe_tree(v, recipe) for k, v in node.items()}
+    return node

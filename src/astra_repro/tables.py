@@ -87,13 +87,17 @@ def render_table(task: str, model: str, frame: pd.DataFrame) -> tuple[str, pd.Da
     summary, evaluators = summarize(frame)
     paper, paper_cols = paper_reference(task, model)
     same_model = paper is not None and model in set(paper["model"])
+    # Per evaluator: the primary metric, the paper's value when the paper has this model, then its other metrics.
+    extra_cols = {
+        e: [c for c in summary.columns if c.startswith(e + ".") and not c.endswith("_mean") and c != f"{e}.{PRIMARY_METRIC}"]
+        for e in evaluators
+    }
     headers = ["method", "rank", "seeds", "params"]
     for e in evaluators:
         headers.append(f"{e} {PRIMARY_METRIC}")
         if same_model and e in paper_cols:
             headers.append(f"{e} (paper)")
-        extra = [c.split(".", 1)[1] for c in summary.columns if c.startswith(e + ".") and not c.endswith("_mean") and c != f"{e}.{PRIMARY_METRIC}"]
-        headers += [f"{e} {m}" for m in extra]
+        headers += [f"{e} {c.split('.', 1)[1]}" for c in extra_cols[e]]
     headers.append("data (train / eval)")
     lines = [f"## {task} — {model}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     csv_rows = []
@@ -108,10 +112,9 @@ def render_table(task: str, model: str, frame: pd.DataFrame) -> tuple[str, pd.Da
                 value = f"{match[paper_cols[e]].iloc[0]:.2f}" if len(match) else "—"
                 cells.append(value)
                 csv_row[f"{e}.paper"] = value
-            for c in summary.columns:
-                if c.startswith(e + ".") and not c.endswith("_mean") and c != f"{e}.{PRIMARY_METRIC}":
-                    cells.append(row[c])
-                    csv_row[c] = row.get(c + "_mean")
+            for c in extra_cols[e]:
+                cells.append(row[c])
+                csv_row[c] = row.get(c + "_mean")
         cells.append(row["data (train / eval)"])
         csv_row["data"] = row["data (train / eval)"]
         lines.append("| " + " | ".join(cells) + " |")

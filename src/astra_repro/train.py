@@ -29,7 +29,7 @@ from astra_repro.evaluators import get_evaluator
 from astra_repro.methods import METHODS, HyperParams, InitContext, get_method
 from astra_repro.models import load_model
 from astra_repro.paths import CONFIG_DIR
-from astra_repro.recipes import per_recipe
+from astra_repro.recipes import per_recipe, resolve_recipe_tree
 
 log = logging.getLogger("astra_repro")
 
@@ -87,15 +87,6 @@ def plan_run(cfg: DictConfig) -> dict:
         calibration["n_samples"] = per_recipe(cfg.task.calibration_samples, recipe)
         plan["calibration"] = calibration
     return plan
-
-
-def resolve_recipe_tree(node, recipe: str):
-    """Replace every recipe-keyed mapping ({demo: .., paper: ..}) in a nested structure by its active entry."""
-    if isinstance(node, dict):
-        if node and all(k in ("demo", "paper", "glue") for k in node):
-            return per_recipe(OmegaConf.create(node), recipe)
-        return {k: resolve_recipe_tree(v, recipe) for k, v in node.items()}
-    return node
 
 
 # ------------------------------------------------------------------------------------------------- stages

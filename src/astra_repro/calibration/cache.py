@@ -10,7 +10,6 @@ dtype, padding side, tokenizer, a hash of the sampled texts).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -22,6 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from astra_repro.calibration.spec import CalibrationSpec
 from astra_repro.paths import cache_dir
+from astra_repro.runs import canonical_json
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,6 @@ def calibration_cache_key(
     """sha256 hex of the canonical JSON of everything that changes a calibration's result."""
     payload = calibration_key_payload(spec, target_modules, cache_identity, n_records, extra)
     return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
-
-
-def canonical_json(payload: Any) -> str:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def cache_path(key: str) -> Path:

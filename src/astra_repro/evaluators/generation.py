@@ -54,7 +54,6 @@ def generate_greedy(
     device = next(model.parameters()).device
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
-    outputs: list[str] = []
     # Longest prompts first: batches hold similar lengths, so less padding; order restored at the end.
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     by_index: dict[int, str] = {}
@@ -77,5 +76,4 @@ def generate_greedy(
                 by_index[i] = truncate_at_stop(text, stop_strings)
     finally:
         tokenizer.padding_side = old_side
-    outputs = [by_index[i] for i in range(len(prompts))]
-    return outputs
+    return [by_index[i] for i in range(len(prompts))]
