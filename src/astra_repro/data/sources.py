@@ -108,9 +108,9 @@ def synthetic_training(data_cfg: DictConfig) -> list[dict]:
     return [normalize_math_training_record(p) for p in problems]
 
 
-def warn_synthetic(what: str) -> None:
+def warn_synthetic(what: str, kind: str = "arithmetic problems") -> None:
     message = (
-        f"no local or hub {what} data: using the built-in SYNTHETIC arithmetic problems "
+        f"no local or hub {what} data: using the built-in SYNTHETIC {kind} "
         "(set task.data.path / the evaluator's path for real data); recorded as data_source=synthetic"
     )
     warnings.warn(message, SyntheticDataWarning, stacklevel=3)
