@@ -1,11 +1,17 @@
 """Evaluators: versioned, each carrying its prompt, decoding settings and answer extraction, and each
-returning every sample it scored (so a disagreement with another codebase can be traced to one sample)."""
+returning every sample it scored (so a disagreement with another codebase can be traced to one sample).
+
+An evaluator receives an `EvalTarget`: the model in memory (adapter merged) and, when one exists, a folder on disk
+that holds the same weights (a run's `export/merged`, a model folder). Generation goes through
+`Evaluator.generate`, which picks the backend (`eval.backend=auto|hf|vllm`), so an evaluator never cares which
+one runs.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 from omegaconf import DictConfig
 
@@ -19,17 +25,47 @@ class EvalResult:
     info: dict = field(default_factory=dict)  # data source, sample count, decoding settings
 
 
+@dataclass
+class EvalTarget:
+    """What is being scored. `model` is an in-memory HF model (None when only `path` is known); `path` is a folder
+    that `from_pretrained` / vLLM / lm-eval can load with the same weights, or None (e.g. an unsaved model)."""
+
+    model: Any
+    tokenizer: Any
+    path: str | None = None
+    backend: str = "auto"  # auto | hf | vllm (see evaluators/generation.py)
+
+
 class Evaluator(ABC):
     name: ClassVar[str]
     version: ClassVar[str]
     description: ClassVar[str]
+    primary_metric: ClassVar[str] = "accuracy"  # the metric tables show first (code benchmarks: pass@1)
 
     def __init__(self, cfg: DictConfig, recipe: str):
         self.cfg = cfg
         self.recipe = recipe
 
     @abstractmethod
-    def evaluate(self, model: Any, tokenizer: Any) -> EvalResult: ...
+    def evaluate(self, target: EvalTarget) -> EvalResult: ...
+
+    def generate(
+        self,
+        target: EvalTarget,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int,
+        batch_size: int,
+        stop_strings: Sequence[str] = (),
+        desc: str | None = None,
+    ) -> tuple[list[str], dict]:
+        """Greedy completions (stop strings cut off, as vLLM returns them) and a dict describing the backend used."""
+        from astra_repro.evaluators.generation import generate
+
+        return generate(
+            target, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, stop_strings=stop_strings,
+            desc=desc or self.name,
+        )
 
 
 EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator", config_group="task.evaluators")

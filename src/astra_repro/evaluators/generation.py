@@ -1,13 +1,28 @@
-"""Batched greedy generation with left padding, the KV cache and stop strings (the HF equivalent of the
-reference vLLM call with temperature 0)."""
+"""Greedy generation behind one call, two backends:
+
+* ``hf``   - batched HF ``generate`` with left padding, the KV cache and stop strings, on the in-memory model
+             (the HF equivalent of the reference vLLM call with temperature 0); CPU or GPU.
+* ``vllm`` - what the authors ran (``LLM(model, dtype="float16")``, ``SamplingParams(temperature=0, top_p=1,
+             max_tokens, stop)``) on the model folder (a run's ``export/merged``); needs vLLM and a GPU.
+
+``eval.backend=auto`` picks vLLM when it is importable, a GPU is present and the target has a folder on disk, and
+HF otherwise. Both return the completion with the stop string cut off, so records look the same either way.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+import importlib.util
+import logging
+from typing import Any, Sequence
 
 import torch
 from tqdm.auto import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
+
+from astra_repro.errors import ConfigError
+
+log = logging.getLogger(__name__)
+BACKENDS = ("auto", "hf", "vllm")
 
 
 class StopOnSubstrings(StoppingCriteria):
@@ -77,3 +92,69 @@ def generate_greedy(
     finally:
         tokenizer.padding_side = old_side
     return [by_index[i] for i in range(len(prompts))]
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+
+
+def resolve_backend(requested: str, model_path: str | None) -> str:
+    """The backend that will run: `auto` -> vllm when possible, else hf. An explicit `vllm` that cannot run is an
+    error naming the fix, never a silent fallback (the numbers would come from another engine)."""
+    if requested not in BACKENDS:
+        raise ConfigError(f"unknown eval.backend '{requested}'; valid: {', '.join(BACKENDS)}")
+    if requested == "hf":
+        return "hf"
+    possible = vllm_available() and model_path is not None
+    if requested == "auto":
+        return "vllm" if possible else "hf"
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError("eval.backend=vllm but vLLM is not installed; pip install vllm (GPU) or set eval.backend=hf")
+    if not torch.cuda.is_available():
+        raise ConfigError("eval.backend=vllm needs a CUDA GPU; set eval.backend=hf on this machine")
+    if model_path is None:
+        raise ConfigError("eval.backend=vllm needs the model saved in a folder (e.g. a run's export/merged); set eval.backend=hf")
+    return "vllm"
+
+
+_VLLM_ENGINES: dict[str, Any] = {}
+
+
+def vllm_generate(model_path: str, prompts: Sequence[str], max_new_tokens: int, stop_strings: Sequence[str]) -> list[str]:
+    """The reference call (utils/gen_vllm.py, MATH_inference.py): fp16, temperature 0, top_p 1. One engine per folder
+    and process (loading one costs tens of seconds; GSM8K and MATH share it)."""
+    from vllm import LLM, SamplingParams
+
+    if model_path not in _VLLM_ENGINES:
+        _VLLM_ENGINES[model_path] = LLM(model=model_path, dtype="float16", tensor_parallel_size=max(1, torch.cuda.device_count()))
+    params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=max_new_tokens, stop=list(stop_strings) or None)
+    outputs = _VLLM_ENGINES[model_path].generate(list(prompts), params)
+    return [out.outputs[0].text for out in outputs]
+
+
+def generate(
+    target,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    stop_strings: Sequence[str] = (),
+    desc: str = "generating",
+) -> tuple[list[str], dict]:
+    """Greedy completions for `prompts` from an `EvalTarget`, and a description of how they were made."""
+    backend = resolve_backend(target.backend, target.path)
+    info = {"backend": backend, "decoding": "greedy", "max_new_tokens": max_new_tokens, "stop_strings": list(stop_strings)}
+    if backend == "vllm":
+        log.info("%s: vLLM (fp16) on %s, %d prompts", desc, target.path, len(prompts))
+        outputs = vllm_generate(target.path, prompts, max_new_tokens, stop_strings)
+        info["dtype"] = "float16"
+    else:
+        if target.model is None:
+            raise ConfigError(f"{desc}: the HF backend needs the model in memory; load it first (or use eval.backend=vllm)")
+        outputs = generate_greedy(
+            target.model, target.tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+            stop_strings=stop_strings, desc=desc,
+        )
+        info["dtype"] = str(next(target.model.parameters()).dtype).replace("torch.", "")
+        info["batch_size"] = batch_size
+    return outputs, info

@@ -6,8 +6,7 @@ from __future__ import annotations
 from astra_repro.data.prompts import MATH_STOP_STRINGS, math_eval_prompt
 from astra_repro.data.sources import load_gsm8k_eval
 from astra_repro.evaluators import answer_extraction as ax
-from astra_repro.evaluators.base import EvalResult, Evaluator, register_evaluator
-from astra_repro.evaluators.generation import generate_greedy
+from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, register_evaluator
 from astra_repro.recipes import per_recipe
 
 
@@ -23,20 +22,15 @@ class GSM8K(Evaluator):
     version = f"1+{ax.EXTRACTION_VERSION}"
     description = "GSM8K pass@1, greedy; reference extraction (strict) + flexible + math-verify"
 
-    def evaluate(self, model, tokenizer) -> EvalResult:
+    def evaluate(self, target: EvalTarget) -> EvalResult:
         cfg = self.cfg
         n = per_recipe(cfg.n, self.recipe)
         records, info = load_gsm8k_eval(cfg, n, synthetic_seed=cfg.synthetic_seed)
         prompts = [math_eval_prompt(r["question"]) for r in records]
         max_new_tokens = per_recipe(cfg.max_new_tokens, self.recipe)
-        outputs = generate_greedy(
-            model,
-            tokenizer,
-            prompts,
-            max_new_tokens=max_new_tokens,
-            batch_size=per_recipe(cfg.batch_size, self.recipe),
+        outputs, generation_info = self.generate(
+            target, prompts, max_new_tokens=max_new_tokens, batch_size=per_recipe(cfg.batch_size, self.recipe),
             stop_strings=MATH_STOP_STRINGS,
-            desc="gsm8k",
         )
         predictions = []
         for record, prompt, output in zip(records, prompts, outputs):
@@ -63,5 +57,5 @@ class GSM8K(Evaluator):
             "accuracy_flexible": 100.0 * sum(p["correct_flexible"] for p in predictions) / total,
             "accuracy_math_verify": 100.0 * sum(p["correct_math_verify"] for p in predictions) / total,
         }
-        info.update({"max_new_tokens": max_new_tokens, "stop_strings": MATH_STOP_STRINGS, "decoding": "greedy"})
+        info.update(generation_info)
         return EvalResult(metrics=metrics, predictions=predictions, info=info)
