@@ -16,12 +16,22 @@ TINY_OVERRIDES = [
     "task.train.demo.max_length=640",
     "task.calibration_samples.demo=4",
     "calibration.seq_len.demo=32",
-    "task.evaluators.gsm8k.n.demo=4",
-    "task.evaluators.gsm8k.max_new_tokens.demo=8",
-    "task.evaluators.gsm8k.batch_size.demo=4",
 ]
+# Per task: every evaluator shrunk to a few samples and tokens.
+TINY_EVALUATORS = {
+    "math": ["gsm8k", "math"],
+    "code": ["humaneval", "mbpp"],
+}
+
+
+def tiny_evaluator_overrides(task: str) -> list[str]:
+    out = []
+    for name in TINY_EVALUATORS.get(task, []):
+        out += [f"task.evaluators.{name}.n.demo=4", f"task.evaluators.{name}.max_new_tokens.demo=8", f"task.evaluators.{name}.batch_size.demo=4"]
+    return out
 
 
 def tiny_cfg(*overrides: str):
+    task = next((o.split("=", 1)[1] for o in overrides if o.startswith("task=")), "math")
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[*TINY_OVERRIDES, *overrides])
+        return compose("config", overrides=[*TINY_OVERRIDES, *tiny_evaluator_overrides(task), *overrides])

@@ -27,7 +27,9 @@ def test_full_run_writes_a_complete_record_and_skips_when_done(capsys):
     assert record["n_trainable_params"] == 16 * 2 * ((64 + 64) * 2 + (64 + 32) * 2 + (64 + 128) * 2 + (128 + 64))
     assert len(read_log(run_dir)) == 4
     predictions = [json.loads(l) for l in (run_dir / "predictions.jsonl").read_text().splitlines()]
-    assert len(predictions) == 4 and {"prompt", "output", "extracted", "correct", "gold"} <= set(predictions[0])
+    gsm8k = [p for p in predictions if p["evaluator"] == "gsm8k"]
+    assert len(gsm8k) == 4 and {"prompt", "output", "extracted", "correct", "gold"} <= set(gsm8k[0])
+    assert {p["evaluator"] for p in predictions} == {"gsm8k", "math"}
     assert run_dir.name.startswith("lora_tiny_llama_r16_s42_")
 
     mtime = (run_dir / "metrics.json").stat().st_mtime_ns

@@ -1,8 +1,10 @@
 """One run: calibrate -> init -> train -> export -> evaluate -> record.
 
     python -m astra_repro.train method=astra task=math              # embedded SmolLM2, offline, minutes on a CPU
+    python -m astra_repro.train method=astra task=code              # CodeFeedback -> HumanEval(+)/MBPP(+)
     python -m astra_repro.train model=llama2_7b method=pissa         # the paper's setup (Table 8)
     python -m astra_repro.methods                                    # list the methods
+    python -m astra_repro.tasks                                      # list the tasks
 
 Every stage leaves files in the run folder, so running the same command again skips what is done: a finished
 run only prints where its record is (force=true redoes it) and an interrupted one resumes.
@@ -22,14 +24,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from astra_repro import runs
-from astra_repro.data.sft import SFTCollator, tokenize_records
-from astra_repro.data.sources import load_math_training
 from astra_repro.errors import ConfigError
-from astra_repro.evaluators import get_evaluator
+from astra_repro.evaluators import EvalTarget, get_evaluator
 from astra_repro.methods import METHODS, HyperParams, InitContext, get_method
 from astra_repro.models import load_model
 from astra_repro.paths import CONFIG_DIR
 from astra_repro.recipes import per_recipe, resolve_recipe_tree
+from astra_repro.tasks import TASKS, get_task
 
 log = logging.getLogger("astra_repro")
 
@@ -37,7 +38,6 @@ INIT_DIR, TRAINED_DIR, EXPORT_DIR = "init", "trained", "export"
 PREDICTIONS_FILE = "predictions.jsonl"
 # Trainer settings that change logging or disk use but never the numbers; kept out of the run hash.
 NON_SEMANTIC_TRAINER_KEYS = {"name", "logging_steps", "save_total_limit", "dataloader_num_workers"}
-TASK_LOADERS = {"math": load_math_training}
 
 
 # ------------------------------------------------------------------------------------------------- planning
@@ -45,8 +45,10 @@ def plan_run(cfg: DictConfig) -> dict:
     """Resolve recipe defaults and overrides into the plain dict that names, hashes and records the run."""
     recipe = cfg.model.recipe
     method_cls = METHODS.get(cfg.method.name)
-    if cfg.task.name not in TASK_LOADERS:
-        raise ConfigError(f"task '{cfg.task.name}' has no data loader yet; valid: {', '.join(sorted(TASK_LOADERS))}")
+    task_cls = TASKS.get(cfg.task.name)
+    model_kind = cfg.model.get("kind", "causal_lm")
+    if task_cls.model_kind != model_kind:
+        raise ConfigError(f"task '{task_cls.name}' needs a {task_cls.model_kind} model but model={cfg.model.name} is {model_kind}; pick another model=")
     method_hp = per_recipe(cfg.method.hp, recipe)
     rank = int(cfg.rank) if cfg.rank is not None else int(method_hp["rank"])
     if cfg.alpha is not None:
@@ -74,7 +76,7 @@ def plan_run(cfg: DictConfig) -> dict:
         "task": {
             "name": task["name"],
             "data": resolve_recipe_tree(task["data"], recipe),
-            "evaluators": resolve_recipe_tree(task["evaluators"], recipe),
+            "evaluators": select_evaluators(resolve_recipe_tree(task["evaluators"], recipe), cfg.get("evaluators")),
         },
         "schedule": per_recipe(cfg.task.train, recipe),
         "method": method,
@@ -87,6 +89,17 @@ def plan_run(cfg: DictConfig) -> dict:
         calibration["n_samples"] = per_recipe(cfg.task.calibration_samples, recipe)
         plan["calibration"] = calibration
     return plan
+
+
+def select_evaluators(task_evaluators: dict, requested) -> dict:
+    """The task's evaluator blocks, or the subset named by `evaluators=[a,b]` (order kept as requested)."""
+    if requested is None:
+        return task_evaluators
+    names = [requested] if isinstance(requested, str) else list(requested)
+    unknown = [n for n in names if n not in task_evaluators]
+    if unknown:
+        raise ConfigError(f"evaluators={unknown} are not evaluators of this task; valid: {', '.join(task_evaluators)}")
+    return {n: task_evaluators[n] for n in names}
 
 
 # ------------------------------------------------------------------------------------------------- stages
@@ -103,7 +116,7 @@ def wait_for(path: Path, what: str, timeout_s: float = 6 * 3600) -> None:
         time.sleep(5)
 
 
-def build_context(plan: dict, cfg: DictConfig, tokenizer, pool: list[dict], features: list[dict], collate) -> InitContext:
+def build_context(plan: dict, cfg: DictConfig, tokenizer, pool, features: list[dict], collate) -> InitContext:
     hp = HyperParams(
         rank=plan["hp"]["rank"], alpha=plan["hp"]["alpha"], dropout=plan["hp"]["dropout"],
         target_modules=plan["hp"]["target_modules"], learning_rate=plan["hp"]["learning_rate"],
@@ -210,16 +223,17 @@ def run(cfg: DictConfig) -> Path:
 
     transformers.set_seed(plan["seed"])
     model, tokenizer = load_model(cfg.model)
+    task = get_task(cfg.task, plan["recipe"])
     # Training uses the first n_train records in file order; calibration samples from the whole set, as the
     # reference does (protocol §1.1), so the pool is kept.
-    pool, data_info = TASK_LOADERS[plan["task"]["name"]](cfg.task.data, None)
+    pool, data_info = task.load_training_records()
     n_train = plan["task"]["data"]["n_train"]
     records = pool[:n_train] if n_train else pool
     data_info.update(n_train=len(records), n_pool=len(pool))
-    features = tokenize_records(tokenizer, records, plan["schedule"]["max_length"])
+    features = task.training_features(tokenizer, records, plan["schedule"]["max_length"])
     check_targets_survive_truncation(features, plan)
-    collate = SFTCollator(tokenizer.pad_token_id)
-    ctx = build_context(plan, cfg, tokenizer, pool, features, collate)
+    collate = task.collator(tokenizer)
+    ctx = build_context(plan, cfg, tokenizer, task.calibration_records(pool), features, collate)
 
     # calibrate + init (single process: rank 0 writes, the others load)
     t0 = time.time()
@@ -246,7 +260,8 @@ def run(cfg: DictConfig) -> Path:
     metrics, eval_info, versions = {}, {}, {}
     if not cfg.skip_eval:
         t0 = time.time()
-        metrics, eval_info, versions = evaluate_stage(plan, model, tokenizer, run_dir)
+        target = EvalTarget(model, tokenizer, path=saved_model_path(method, run_dir, cfg.model), backend=cfg.eval.backend)
+        metrics, eval_info, versions = evaluate_stage(plan, target, run_dir)
         timings["eval_s"] = round(time.time() - t0, 2)
     timings["wall_s"] = round(time.time() - wall_start, 2)
     record = {
@@ -345,31 +360,51 @@ def export_stage(method, model, tokenizer, run_dir: Path) -> None:
     runs.atomic_write_text(out / "COMPLETE", "")
 
 
-def evaluate_stage(plan, model, tokenizer, run_dir: Path) -> tuple[dict, dict, dict]:
+def saved_model_path(method, run_dir: Path, model_cfg: DictConfig) -> str | None:
+    """A folder holding the weights being scored (for vLLM): the merged export, FFT's trained model, or the base."""
+    if method.trains:
+        folder = run_dir / (EXPORT_DIR + "/merged" if method.uses_peft else TRAINED_DIR)
+        return str(folder) if (folder / "config.json").exists() else None
+    if model_cfg.source == "tiny":
+        return None
+    from astra_repro.models import model_location
+
+    return model_location(model_cfg)
+
+
+def evaluate_stage(plan, target: EvalTarget, run_dir: Path) -> tuple[dict, dict, dict]:
+    """Every evaluator of the plan on one target; all their samples go to predictions.jsonl (an `evaluator` field
+    tells them apart)."""
+    from astra_repro.evaluators.generation import resolve_backend
+
     recipe = plan["recipe"]
-    if torch.cuda.is_available():
+    model = target.model
+    use_vllm = resolve_backend(target.backend, target.path) == "vllm"
+    if torch.cuda.is_available() and not use_vllm:
         model.cuda()
     merged = hasattr(model, "merge_adapter")
     if merged:
         model.merge_adapter()  # generation at plain-model speed; the record on disk keeps the adapter
     metrics, info, versions, predictions = {}, {}, {}, []
     task_evaluators = OmegaConf.create(plan["task"]["evaluators"])
-    for name in task_evaluators:
-        evaluator_cls = get_evaluator(name)
-        result = evaluator_cls(task_evaluators[name], recipe).evaluate(model, tokenizer)
-        metrics[name] = result.metrics
-        info[name] = result.info
-        versions[name] = evaluator_cls.version
-        predictions.extend(result.predictions)
-    if merged:
-        model.unmerge_adapter()
+    try:
+        for name in task_evaluators:
+            evaluator_cls = get_evaluator(name)
+            result = evaluator_cls(task_evaluators[name], recipe).evaluate(target)
+            metrics[name] = result.metrics
+            info[name] = dict(result.info, primary_metric=getattr(evaluator_cls, "primary_metric", "accuracy"))
+            versions[name] = evaluator_cls.version
+            predictions.extend(result.predictions)
+    finally:
+        if merged:
+            model.unmerge_adapter()
     runs.write_jsonl(run_dir / PREDICTIONS_FILE, predictions)
     return metrics, info, versions
 
 
 def print_metrics(record: dict) -> None:
     for evaluator, values in record.get("metrics", {}).items():
-        shown = ", ".join(f"{k}={v:.2f}" for k, v in values.items())
+        shown = ", ".join(f"{k}={v:.2f}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in values.items())
         print(f"[astra_repro] {record.get('method_label', record.get('method'))} {evaluator}: {shown}  (data: {record.get('eval_data', {}).get(evaluator, {}).get('data_source', '?')})")
 
 
@@ -385,12 +420,19 @@ def hydra_entry(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        from astra_repro.cli import exit_with
+
+        exit_with(err)
 
 
 def main() -> None:
+    from astra_repro.cli import check_config_choices, exit_with
+
     logging.getLogger("transformers").setLevel(logging.WARNING)
+    try:
+        check_config_choices(sys.argv[1:])
+    except ConfigError as err:
+        exit_with(err)
     hydra_entry()
 
 

@@ -1,0 +1,62 @@
+"""What a task is. A task family (math, code, ...) is one module in this package plus one YAML in `configs/task/`.
+
+The runner only calls this interface and never names a task:
+
+    task = get_task(cfg.task, recipe)
+    records, info = task.load_training_records()      # local file -> hub -> declared fallback; info names the source
+    features = task.training_features(tokenizer, records[:n_train], max_length)
+    collate = task.collator(tokenizer)
+    task.calibration_records(records)                 # what data-driven inits calibrate on
+    task.model_kind                                    # "causal_lm" (seq2seq comes with GLUE)
+
+Evaluators are named in the task's YAML (`evaluators:` block, one entry per benchmark) and live in the evaluator
+registry, so a benchmark can be shared by several tasks.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Sequence
+
+from omegaconf import DictConfig
+
+from astra_repro.data.sft import SFTCollator, tokenize_records
+from astra_repro.registry import Registry
+
+MODEL_KINDS = ("causal_lm", "seq2seq")
+
+
+class Task(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    model_kind: ClassVar[str] = "causal_lm"
+
+    def __init__(self, cfg: DictConfig, recipe: str):
+        self.cfg = cfg  # the task's YAML block (cfg.task)
+        self.recipe = recipe
+
+    @abstractmethod
+    def load_training_records(self) -> tuple[list[dict], dict]:
+        """All training records in file order as {"instruction": str, "output": str}, and where they came from
+        ({"data_source": local|hub|synthetic, "data_path": ...}); the runner trains on the first n_train."""
+
+    def calibration_records(self, records: Sequence[dict]) -> Sequence[dict]:
+        """Records calibration samples are drawn from: the whole set, not the training slice (protocol §1.1)."""
+        return records
+
+    def training_features(self, tokenizer: Any, records: Sequence[dict], max_length: int) -> list[dict]:
+        """Tokenised examples with the reference label masking (prompt positions = -100; protocol §2.2)."""
+        return tokenize_records(tokenizer, records, max_length)
+
+    def collator(self, tokenizer: Any):
+        return SFTCollator(tokenizer.pad_token_id)
+
+
+TASKS: Registry[type[Task]] = Registry("task")
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    if cls.model_kind not in MODEL_KINDS:
+        raise ValueError(f"task {cls.name}: model_kind must be one of {MODEL_KINDS}")
+    TASKS.register(cls.name)(cls)
+    return cls
