@@ -30,7 +30,8 @@ def test_tables_aggregate_seeds_and_show_paper_numbers(tmp_path):
     assert "local / local" in md
     csv = pd.read_csv(tmp_path / "tables" / "math_llama2_7b.csv")
     assert csv.set_index("method").loc["lora", "gsm8k.accuracy"] == 41.0
-    assert [p.name for p in paths] == ["math_llama2_7b.md", "math_llama2_7b.csv"]  # no logs -> no figure
+    # no logs -> no figure; Table 2's layout beside the per-task table
+    assert [p.name for p in paths] == ["math_llama2_7b.md", "math_llama2_7b.csv", "table2_llama2_7b.md", "table2_llama2_7b.csv"]
 
 
 def test_tables_flag_synthetic_data_and_list_paper_reference_for_other_models(tmp_path):
@@ -62,3 +63,46 @@ def test_training_curves_figure_from_logs(tmp_path):
     from astra_repro.report.figures import read_train_log
 
     assert [r["loss"] for r in read_train_log(log.parent)][:2] == [0.5, 0.25]
+
+
+def fake_code_record(root, method, seed, he, he_plus, mbpp, mbpp_plus, model="llama2_7b", source="local"):
+    folder = root / "code" / f"{method}_{model}_r128_s{seed}_c0de{seed}"
+    runs.atomic_write_json(folder / "metrics.json", {
+        "task": "code", "model": model, "method": method, "method_label": method, "rank": 128, "seed": seed,
+        "n_trainable_params": 319_815_680, "data": {"data_source": source},
+        "eval_data": {"humaneval": {"data_source": "local", "primary_metric": "pass@1"},
+                      "mbpp": {"data_source": "local", "primary_metric": "pass@1"}},
+        "metrics": {"humaneval": {"pass@1": he, "pass@1_plus": he_plus}, "mbpp": {"pass@1": mbpp, "pass@1_plus": mbpp_plus}},
+    })
+
+
+def test_table2_joins_math_and_code_runs_with_paper_numbers_and_average(tmp_path):
+    root = tmp_path / "runs"
+    fake_record(root, "astra", 1, 55.0)
+    fake_record(root, "astra", 2, 57.0)
+    runs.atomic_write_json(root / "math" / "astra_llama2_7b_r128_s1_abcd1" / "metrics.json", {
+        "task": "math", "model": "llama2_7b", "method": "astra", "method_label": "astra", "rank": 128, "seed": 1,
+        "data": {"data_source": "local"}, "eval_data": {"gsm8k": {"data_source": "local"}, "math": {"data_source": "local"}},
+        "metrics": {"gsm8k": {"accuracy": 55.0}, "math": {"accuracy": 9.0}},
+    })
+    fake_code_record(root, "astra", 1, 25.0, 23.0, 38.0, 31.0)
+    fake_record(root, "lora", 1, 40.0)  # no code runs, no MATH: its Avg stays empty
+    write_tables(root, tmp_path / "tables")
+    md = (tmp_path / "tables" / "table2_llama2_7b.md").read_text()
+    # GSM8K mean of 55 and 57, MATH 9, code cells, and Avg over all six, each with the paper's value
+    assert "| astra | 128 | 56.00 ± 1.41 (55.19) | 9.00 (8.98) | 25.00 (25.00) | 23.00 (23.20) | 38.00 (38.40) | 31.00 (31.20) | 30.33 (30.33) |" in md
+    lora_row = next(line for line in md.splitlines() if line.startswith("| lora |"))
+    assert lora_row.startswith("| lora | 128 | 40.00 (41.40) | — (5.42) |") and lora_row.endswith("| — (25.17) |")
+    csv = pd.read_csv(tmp_path / "tables" / "table2_llama2_7b.csv").set_index("method")
+    assert csv.loc["astra", "humaneval_plus"] == 23.0 and csv.loc["astra", "gsm8k.seeds"] == 2
+    code_md = (tmp_path / "tables" / "code_llama2_7b.md").read_text()
+    assert "humaneval pass@1" in code_md and "| astra | 128 | 1 | 319.82M | 25.00 | 25.00 |" in code_md
+
+
+def test_table2_marks_rows_from_synthetic_data(tmp_path):
+    root = tmp_path / "runs"
+    fake_code_record(root, "lora", 1, 5.0, None, 0.0, None, model="smollm2_135m", source="synthetic")
+    write_tables(root, tmp_path / "tables")
+    md = (tmp_path / "tables" / "table2_smollm2_135m.md").read_text()
+    assert "| lora † | 128 | — | — | 5.00 | — | 0.00 | — | — |" in md
+    assert "synthetic data" in md

@@ -19,8 +19,21 @@ from astra_repro.paths import PROJECT_ROOT, results_dir
 
 PAPER_DIR = PROJECT_ROOT / "results" / "paper"
 # task -> (paper table file, {evaluator: paper column})
-PAPER_TABLES = {"math": ("table2_math_code.csv", {"gsm8k": "gsm8k", "math": "math"})}
-PRIMARY_METRIC = "accuracy"
+PAPER_TABLES = {
+    "math": ("table2_math_code.csv", {"gsm8k": "gsm8k", "math": "math"}),
+    "code": ("table2_math_code.csv", {"humaneval": "humaneval", "mbpp": "mbpp"}),
+}
+DEFAULT_PRIMARY_METRIC = "accuracy"
+# Table 2's layout: column -> (task, evaluator, metric); the paper's CSV uses the column names.
+TABLE2_COLUMNS = {
+    "gsm8k": ("math", "gsm8k", "accuracy"),
+    "math": ("math", "math", "accuracy"),
+    "humaneval": ("code", "humaneval", "pass@1"),
+    "humaneval_plus": ("code", "humaneval", "pass@1_plus"),
+    "mbpp": ("code", "mbpp", "pass@1"),
+    "mbpp_plus": ("code", "mbpp", "pass@1_plus"),
+}
+TABLE2_HEADERS = {"gsm8k": "GSM8K", "math": "MATH", "humaneval": "HumanEval", "humaneval_plus": "HumanEval+", "mbpp": "MBPP", "mbpp_plus": "MBPP+"}
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
@@ -33,7 +46,7 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         }
         for evaluator, values in r.get("metrics", {}).items():
             for metric, value in values.items():
-                row[f"{evaluator}.{metric}"] = value
+                row[f"{evaluator}.{metric}"] = float("nan") if value is None else value
             row[f"{evaluator}.data"] = r.get("eval_data", {}).get(evaluator, {}).get("data_source", "?")
         rows.append(row)
     return pd.DataFrame(rows)
@@ -57,7 +70,8 @@ def fmt_params(n) -> str:
 
 def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """One row per (method, rank): mean ± std of every metric over seeds."""
-    metric_cols = [c for c in frame.columns if "." in c and not c.endswith(".data")]
+    # Only this group's evaluators: the frame holds every task's columns, NaN where a record lacks them.
+    metric_cols = [c for c in frame.columns if "." in c and not c.endswith(".data") and frame[c].notna().any()]
     evaluators = sorted({c.split(".")[0] for c in metric_cols})
     out_rows = []
     for (method, rank), group in frame.groupby(["method", "rank"], sort=False):
@@ -83,18 +97,28 @@ def paper_reference(task: str, model: str) -> tuple[pd.DataFrame | None, dict]:
     return paper, columns
 
 
-def render_table(task: str, model: str, frame: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+def primary_metrics(records: list[dict]) -> dict[str, str]:
+    """evaluator -> the metric its records name as primary (pass@1 for code, accuracy otherwise)."""
+    found = {}
+    for r in records:
+        for evaluator, info in r.get("eval_data", {}).items():
+            found.setdefault(evaluator, info.get("primary_metric", DEFAULT_PRIMARY_METRIC))
+    return found
+
+
+def render_table(task: str, model: str, frame: pd.DataFrame, primary: dict[str, str] | None = None) -> tuple[str, pd.DataFrame]:
     summary, evaluators = summarize(frame)
+    primary = {e: (primary or {}).get(e, DEFAULT_PRIMARY_METRIC) for e in evaluators}
     paper, paper_cols = paper_reference(task, model)
     same_model = paper is not None and model in set(paper["model"])
     # Per evaluator: the primary metric, the paper's value when the paper has this model, then its other metrics.
     extra_cols = {
-        e: [c for c in summary.columns if c.startswith(e + ".") and not c.endswith("_mean") and c != f"{e}.{PRIMARY_METRIC}"]
+        e: [c for c in summary.columns if c.startswith(e + ".") and not c.endswith("_mean") and c != f"{e}.{primary[e]}"]
         for e in evaluators
     }
     headers = ["method", "rank", "seeds", "params"]
     for e in evaluators:
-        headers.append(f"{e} {PRIMARY_METRIC}")
+        headers.append(f"{e} {primary[e]}")
         if same_model and e in paper_cols:
             headers.append(f"{e} (paper)")
         headers += [f"{e} {c.split('.', 1)[1]}" for c in extra_cols[e]]
@@ -105,8 +129,8 @@ def render_table(task: str, model: str, frame: pd.DataFrame) -> tuple[str, pd.Da
         cells = [str(row["method"]), str(row["rank"]), str(row["seeds"]), row["params"]]
         csv_row = {"task": task, "model": model, "method": row["method"], "rank": row["rank"], "seeds": row["seeds"], "params": row["params"]}
         for e in evaluators:
-            cells.append(row.get(f"{e}.{PRIMARY_METRIC}", "—"))
-            csv_row[f"{e}.{PRIMARY_METRIC}"] = row.get(f"{e}.{PRIMARY_METRIC}_mean")
+            cells.append(row.get(f"{e}.{primary[e]}", "—"))
+            csv_row[f"{e}.{primary[e]}"] = row.get(f"{e}.{primary[e]}_mean")
             if same_model and e in paper_cols:
                 match = paper[(paper["model"] == model) & (paper["method"] == row["method_key"])]
                 value = f"{match[paper_cols[e]].iloc[0]:.2f}" if len(match) else "—"
@@ -146,9 +170,10 @@ def write_tables(runs_root: Path | None = None, out_dir: Path | None = None, fig
         print(f"no finished runs under {runs_root or results_dir() / 'runs'}; run `make demo` or `python -m astra_repro.train` first")
         return []
     frame = records_frame(records)
+    primary = primary_metrics(records)
     written = []
     for (task, model), group in frame.groupby(["task", "model"]):
-        markdown, csv = render_table(task, model, group)
+        markdown, csv = render_table(task, model, group, primary)
         md_path, csv_path = out_dir / f"{task}_{model}.md", out_dir / f"{task}_{model}.csv"
         runs.atomic_write_text(md_path, markdown + "\n")
         runs.atomic_write_text(csv_path, csv.to_csv(index=False))
@@ -158,7 +183,66 @@ def write_tables(runs_root: Path | None = None, out_dir: Path | None = None, fig
         figure = training_curves(group_records, (figures_dir or results_dir() / "figures") / f"{task}_{model}_training.png", f"{task} / {model}")
         if figure:
             written.append(figure)
+    for model, (markdown, csv) in table2(records).items():
+        md_path, csv_path = out_dir / f"table2_{model}.md", out_dir / f"table2_{model}.csv"
+        runs.atomic_write_text(md_path, markdown + "\n")
+        runs.atomic_write_text(csv_path, csv.to_csv(index=False))
+        print(markdown)
+        written += [md_path, csv_path]
     return written
+
+
+def table2(records: list[dict]) -> dict[str, tuple[str, pd.DataFrame]]:
+    """Table 2's layout per model: GSM8K, MATH (math task), HumanEval(+), MBPP(+) (code task) and their average,
+    each as our mean ± std over seeds with the paper's value beside it. A row joins a method's math-task and
+    code-task records by (method label, rank); a benchmark without runs shows "—" and leaves Avg empty."""
+    cells: dict[tuple, dict[str, list[float]]] = {}
+    synthetic: set[tuple] = set()
+    for r in records:
+        for column, (task, evaluator, metric) in TABLE2_COLUMNS.items():
+            value = r.get("metrics", {}).get(evaluator, {}).get(metric) if r["task"] == task else None
+            if value is None:
+                continue
+            key = (r["model"], r.get("method_label", r["method"]), r["method"], r.get("rank", 0))
+            cells.setdefault(key, {}).setdefault(column, []).append(float(value))
+            sources = {r.get("data", {}).get("data_source"), r.get("eval_data", {}).get(evaluator, {}).get("data_source")}
+            if "synthetic" in sources:
+                synthetic.add(key)
+    paper = pd.read_csv(PAPER_DIR / "table2_math_code.csv")
+    out = {}
+    for model in sorted({k[0] for k in cells}):
+        header = ["method", "rank"] + [TABLE2_HEADERS[c] for c in TABLE2_COLUMNS] + ["Avg"]
+        lines = [f"## Table 2 — {model}: ours (paper)", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        csv_rows = []
+        keys = sorted((k for k in cells if k[0] == model), key=lambda k: (k[2] != "base", str(k[1]), str(k[3])))
+        for key in keys:
+            _, label, method, rank = key
+            paper_row = paper[(paper["model"] == model) & (paper["method"] == method)]
+            row_cells = [label + (" †" if key in synthetic else ""), str(rank or "full")]
+            csv_row = {"model": model, "method": label, "rank": rank, "synthetic_data": key in synthetic}
+            means = []
+            for column in TABLE2_COLUMNS:
+                values = pd.Series(cells[key].get(column, []), dtype=float)
+                paper_value = paper_row[column].iloc[0] if len(paper_row) else None
+                shown = fmt_mean_std(values)
+                row_cells.append(shown + (f" ({paper_value:.2f})" if paper_value is not None else ""))
+                csv_row[column] = values.mean() if len(values) else None
+                csv_row[f"{column}.paper"] = paper_value
+                csv_row[f"{column}.seeds"] = len(values)
+                if len(values):
+                    means.append(values.mean())
+            average = sum(means) / len(means) if len(means) == len(TABLE2_COLUMNS) else None
+            paper_avg = paper_row["average"].iloc[0] if len(paper_row) else None
+            row_cells.append(("—" if average is None else f"{average:.2f}") + (f" ({paper_avg:.2f})" if paper_avg is not None else ""))
+            csv_row["average"], csv_row["average.paper"] = average, paper_avg
+            lines.append("| " + " | ".join(row_cells) + " |")
+            csv_rows.append(csv_row)
+        lines += ["", "Cells: our mean ± std over seeds (the paper's value, when the paper reports this model and method). "
+                  "Avg only when all six benchmarks have runs."]
+        if any(k[0] == model for k in synthetic):
+            lines.append("† trained or scored on the built-in synthetic data: measures the pipeline, not the paper's benchmark.")
+        out[model] = ("\n".join(lines) + "\n", pd.DataFrame(csv_rows))
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
