@@ -390,9 +390,13 @@ def evaluate_stage(plan, target: EvalTarget, run_dir: Path) -> tuple[dict, dict,
     try:
         for name in task_evaluators:
             evaluator_cls = get_evaluator(name)
+            started = time.time()
             result = evaluator_cls(task_evaluators[name], recipe).evaluate(target)
             metrics[name] = result.metrics
-            info[name] = dict(result.info, primary_metric=getattr(evaluator_cls, "primary_metric", "accuracy"))
+            info[name] = dict(
+                result.info, primary_metric=getattr(evaluator_cls, "primary_metric", "accuracy"),
+                seconds=round(time.time() - started, 2),
+            )
             versions[name] = evaluator_cls.version
             predictions.extend(result.predictions)
     finally:
