@@ -106,3 +106,37 @@ def test_table2_marks_rows_from_synthetic_data(tmp_path):
     md = (tmp_path / "tables" / "table2_smollm2_135m.md").read_text()
     assert "| lora † | 128 | — | — | 5.00 | — | 0.00 | — | — |" in md
     assert "synthetic data" in md
+
+
+COMMONSENSE = ("boolq", "piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa", "siqa")
+
+
+def fake_commonsense_record(root, method, seed, accs: dict, model="llama2_7b"):
+    folder = root / "commonsense" / f"{method}_{model}_r128_s{seed}_c5{seed}"
+    runs.atomic_write_json(folder / "metrics.json", {
+        "task": "commonsense", "model": model, "method": method, "method_label": method, "rank": 128, "seed": seed,
+        "n_trainable_params": 319_815_680, "data": {"data_source": "local"},
+        "eval_data": {e: {"data_source": "local", "primary_metric": "acc"} for e in accs},
+        "metrics": {e: {"acc": a, "acc_norm": a + 1} for e, a in accs.items()},
+    })
+
+
+def test_table3_averages_the_seven_benchmarks_and_keeps_siqa_outside(tmp_path):
+    root = tmp_path / "runs"
+    accs = dict(zip(COMMONSENSE, (80.0, 78.0, 57.0, 71.0, 79.0, 48.0, 34.0, 99.0)))
+    fake_commonsense_record(root, "astra", 1, accs)
+    fake_commonsense_record(root, "astra", 2, {**accs, "boolq": 82.0})
+    fake_commonsense_record(root, "lora", 1, {e: 50.0 for e in COMMONSENSE if e != "hellaswag"})  # hellaswag missing
+    write_tables(root, tmp_path / "tables")
+    md = (tmp_path / "tables" / "table3_llama2_7b.md").read_text()
+    assert "| method | rank | BoolQ | PIQA | HellaSwag | WinoGrande | ARC-e | ARC-c | OBQA | Avg | SIQA |" in md
+    # BoolQ over two seeds, the paper's values, Avg of the seven means (81+78+57+71+79+48+34)/7 = 64.00, SIQA after Avg
+    assert ("| astra | 128 | 81.00 ± 1.41 (83.76) | 78.00 ± 0.00 (78.51) | 57.00 ± 0.00 (57.28) | 71.00 ± 0.00 (71.74) | "
+            "79.00 ± 0.00 (79.63) | 48.00 ± 0.00 (48.72) | 34.00 ± 0.00 (34.20) | 64.00 (64.83) | 99.00 ± 0.00 |") in md
+    lora_row = next(line for line in md.splitlines() if line.startswith("| lora |"))
+    assert "| — (57.30) |" in lora_row and lora_row.endswith("| — (63.01) | 50.00 |")  # no HellaSwag: no Avg
+    assert "SIQA: not in the paper's table, outside Avg." in md
+    csv = pd.read_csv(tmp_path / "tables" / "table3_llama2_7b.csv").set_index("method")
+    assert csv.loc["astra", "siqa"] == 99.0 and csv.loc["astra", "average"] == 64.0
+    per_task = (tmp_path / "tables" / "commonsense_llama2_7b.md").read_text()
+    assert "boolq acc" in per_task and "acc_norm" in per_task

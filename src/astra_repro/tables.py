@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -22,18 +23,53 @@ PAPER_DIR = PROJECT_ROOT / "results" / "paper"
 PAPER_TABLES = {
     "math": ("table2_math_code.csv", {"gsm8k": "gsm8k", "math": "math"}),
     "code": ("table2_math_code.csv", {"humaneval": "humaneval", "mbpp": "mbpp"}),
+    "commonsense": ("table3_commonsense.csv", {"boolq": "boolq", "piqa": "piqa", "hellaswag": "hellaswag", "winogrande": "winogrande",
+                                               "arc_easy": "arc_e", "arc_challenge": "arc_c", "openbookqa": "obqa"}),
 }
 DEFAULT_PRIMARY_METRIC = "accuracy"
-# Table 2's layout: column -> (task, evaluator, metric); the paper's CSV uses the column names.
-TABLE2_COLUMNS = {
-    "gsm8k": ("math", "gsm8k", "accuracy"),
-    "math": ("math", "math", "accuracy"),
-    "humaneval": ("code", "humaneval", "pass@1"),
-    "humaneval_plus": ("code", "humaneval", "pass@1_plus"),
-    "mbpp": ("code", "mbpp", "pass@1"),
-    "mbpp_plus": ("code", "mbpp", "pass@1_plus"),
-}
-TABLE2_HEADERS = {"gsm8k": "GSM8K", "math": "MATH", "humaneval": "HumanEval", "humaneval_plus": "HumanEval+", "mbpp": "MBPP", "mbpp_plus": "MBPP+"}
+
+
+@dataclass(frozen=True)
+class PaperLayout:
+    """A paper table that joins benchmarks across evaluators (and tasks): column -> (task, evaluator, metric)."""
+
+    name: str  # file stem: results/tables/<name>_<model>.md
+    title: str
+    paper_csv: str  # the paper's numbers, one column per entry of `columns`
+    columns: dict[str, tuple[str, str, str]]
+    headers: dict[str, str]
+    extra_columns: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # shown, outside Avg
+
+
+TABLE2 = PaperLayout(
+    name="table2", title="Table 2", paper_csv="table2_math_code.csv",
+    columns={
+        "gsm8k": ("math", "gsm8k", "accuracy"),
+        "math": ("math", "math", "accuracy"),
+        "humaneval": ("code", "humaneval", "pass@1"),
+        "humaneval_plus": ("code", "humaneval", "pass@1_plus"),
+        "mbpp": ("code", "mbpp", "pass@1"),
+        "mbpp_plus": ("code", "mbpp", "pass@1_plus"),
+    },
+    headers={"gsm8k": "GSM8K", "math": "MATH", "humaneval": "HumanEval", "humaneval_plus": "HumanEval+", "mbpp": "MBPP", "mbpp_plus": "MBPP+"},
+)
+# lm-eval `acc` (protocol §3.4). SIQA is trained on (Commonsense170K) but not reported by the paper.
+TABLE3 = PaperLayout(
+    name="table3", title="Table 3", paper_csv="table3_commonsense.csv",
+    columns={
+        "boolq": ("commonsense", "boolq", "acc"),
+        "piqa": ("commonsense", "piqa", "acc"),
+        "hellaswag": ("commonsense", "hellaswag", "acc"),
+        "winogrande": ("commonsense", "winogrande", "acc"),
+        "arc_e": ("commonsense", "arc_easy", "acc"),
+        "arc_c": ("commonsense", "arc_challenge", "acc"),
+        "obqa": ("commonsense", "openbookqa", "acc"),
+    },
+    headers={"boolq": "BoolQ", "piqa": "PIQA", "hellaswag": "HellaSwag", "winogrande": "WinoGrande", "arc_e": "ARC-e",
+             "arc_c": "ARC-c", "obqa": "OBQA", "siqa": "SIQA"},
+    extra_columns={"siqa": ("commonsense", "siqa", "acc")},
+)
+PAPER_LAYOUTS = (TABLE2, TABLE3)
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
@@ -183,23 +219,26 @@ def write_tables(runs_root: Path | None = None, out_dir: Path | None = None, fig
         figure = training_curves(group_records, (figures_dir or results_dir() / "figures") / f"{task}_{model}_training.png", f"{task} / {model}")
         if figure:
             written.append(figure)
-    for model, (markdown, csv) in table2(records).items():
-        md_path, csv_path = out_dir / f"table2_{model}.md", out_dir / f"table2_{model}.csv"
-        runs.atomic_write_text(md_path, markdown + "\n")
-        runs.atomic_write_text(csv_path, csv.to_csv(index=False))
-        print(markdown)
-        written += [md_path, csv_path]
+    for layout in PAPER_LAYOUTS:
+        for model, (markdown, csv) in layout_table(records, layout).items():
+            md_path, csv_path = out_dir / f"{layout.name}_{model}.md", out_dir / f"{layout.name}_{model}.csv"
+            runs.atomic_write_text(md_path, markdown + "\n")
+            runs.atomic_write_text(csv_path, csv.to_csv(index=False))
+            print(markdown)
+            written += [md_path, csv_path]
     return written
 
 
-def table2(records: list[dict]) -> dict[str, tuple[str, pd.DataFrame]]:
-    """Table 2's layout per model: GSM8K, MATH (math task), HumanEval(+), MBPP(+) (code task) and their average,
-    each as our mean ± std over seeds with the paper's value beside it. A row joins a method's math-task and
-    code-task records by (method label, rank); a benchmark without runs shows "—" and leaves Avg empty."""
+def layout_table(records: list[dict], layout: PaperLayout) -> dict[str, tuple[str, pd.DataFrame]]:
+    """A paper table's layout per model (e.g. Table 2: GSM8K, MATH from the math task, HumanEval(+), MBPP(+) from
+    the code task), each cell our mean ± std over seeds with the paper's value beside it, and the average. A row
+    joins a method's records across tasks by (method label, rank); a benchmark without runs shows "—" and leaves
+    Avg empty. Extra columns (e.g. SIQA beside Table 3) are shown but stay out of Avg."""
+    all_columns = {**layout.columns, **layout.extra_columns}
     cells: dict[tuple, dict[str, list[float]]] = {}
     synthetic: set[tuple] = set()
     for r in records:
-        for column, (task, evaluator, metric) in TABLE2_COLUMNS.items():
+        for column, (task, evaluator, metric) in all_columns.items():
             value = r.get("metrics", {}).get(evaluator, {}).get(metric) if r["task"] == task else None
             if value is None:
                 continue
@@ -208,11 +247,12 @@ def table2(records: list[dict]) -> dict[str, tuple[str, pd.DataFrame]]:
             sources = {r.get("data", {}).get("data_source"), r.get("eval_data", {}).get(evaluator, {}).get("data_source")}
             if "synthetic" in sources:
                 synthetic.add(key)
-    paper = pd.read_csv(PAPER_DIR / "table2_math_code.csv")
+    paper = pd.read_csv(PAPER_DIR / layout.paper_csv)
     out = {}
     for model in sorted({k[0] for k in cells}):
-        header = ["method", "rank"] + [TABLE2_HEADERS[c] for c in TABLE2_COLUMNS] + ["Avg"]
-        lines = [f"## Table 2 — {model}: ours (paper)", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        header = ["method", "rank"] + [layout.headers[c] for c in layout.columns] + ["Avg"]
+        header += [layout.headers[c] for c in layout.extra_columns]
+        lines = [f"## {layout.title} — {model}: ours (paper)", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         csv_rows = []
         keys = sorted((k for k in cells if k[0] == model), key=lambda k: (k[2] != "base", str(k[1]), str(k[3])))
         for key in keys:
@@ -220,29 +260,39 @@ def table2(records: list[dict]) -> dict[str, tuple[str, pd.DataFrame]]:
             paper_row = paper[(paper["model"] == model) & (paper["method"] == method)]
             row_cells = [label + (" †" if key in synthetic else ""), str(rank or "full")]
             csv_row = {"model": model, "method": label, "rank": rank, "synthetic_data": key in synthetic}
-            means = []
-            for column in TABLE2_COLUMNS:
+            shown_cells, means = {}, []
+            for column in all_columns:
                 values = pd.Series(cells[key].get(column, []), dtype=float)
-                paper_value = paper_row[column].iloc[0] if len(paper_row) else None
-                shown = fmt_mean_std(values)
-                row_cells.append(shown + (f" ({paper_value:.2f})" if paper_value is not None else ""))
+                paper_value = paper_row[column].iloc[0] if len(paper_row) and column in paper_row else None
+                shown_cells[column] = fmt_mean_std(values) + (f" ({paper_value:.2f})" if paper_value is not None else "")
                 csv_row[column] = values.mean() if len(values) else None
                 csv_row[f"{column}.paper"] = paper_value
                 csv_row[f"{column}.seeds"] = len(values)
-                if len(values):
+                if len(values) and column in layout.columns:
                     means.append(values.mean())
-            average = sum(means) / len(means) if len(means) == len(TABLE2_COLUMNS) else None
+            average = sum(means) / len(means) if len(means) == len(layout.columns) else None
             paper_avg = paper_row["average"].iloc[0] if len(paper_row) else None
-            row_cells.append(("—" if average is None else f"{average:.2f}") + (f" ({paper_avg:.2f})" if paper_avg is not None else ""))
+            shown_avg = ("—" if average is None else f"{average:.2f}") + (f" ({paper_avg:.2f})" if paper_avg is not None else "")
+            row_cells += [shown_cells[c] for c in layout.columns] + [shown_avg] + [shown_cells[c] for c in layout.extra_columns]
             csv_row["average"], csv_row["average.paper"] = average, paper_avg
             lines.append("| " + " | ".join(row_cells) + " |")
             csv_rows.append(csv_row)
         lines += ["", "Cells: our mean ± std over seeds (the paper's value, when the paper reports this model and method). "
-                  "Avg only when all six benchmarks have runs."]
+                  f"Avg only when all {len(layout.columns)} benchmarks have runs."]
+        if layout.extra_columns:
+            lines.append(f"{', '.join(layout.headers[c] for c in layout.extra_columns)}: not in the paper's table, outside Avg.")
         if any(k[0] == model for k in synthetic):
             lines.append("† trained or scored on the built-in synthetic data: measures the pipeline, not the paper's benchmark.")
         out[model] = ("\n".join(lines) + "\n", pd.DataFrame(csv_rows))
     return out
+
+
+def table2(records: list[dict]) -> dict[str, tuple[str, pd.DataFrame]]:
+    return layout_table(records, TABLE2)
+
+
+def table3(records: list[dict]) -> dict[str, tuple[str, pd.DataFrame]]:
+    return layout_table(records, TABLE3)
 
 
 def main(argv: list[str] | None = None) -> None:
