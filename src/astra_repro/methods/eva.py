@@ -47,7 +47,7 @@ class EVA(Method):
         loader = torch.utils.data.DataLoader(
             features, batch_size=batch_size, shuffle=False, collate_fn=lambda batch: dict(collate(batch))
         )
-        peft_model = get_peft_model(model, self.lora_config(ctx, init_lora_weights="eva", eva_config=eva))
+        peft_model = get_peft_model(model, self.lora_config(ctx, model, init_lora_weights="eva", eva_config=eva))
         was_training = peft_model.training
         initialize_lora_eva_weights(peft_model, dataloader=loader, show_progress_bar=False)
         peft_model.train(was_training)

@@ -190,7 +190,7 @@ class LoRAGA(Method):
     def _init_original(self, model, ctx, s, batches):
         from peft import get_peft_model
 
-        config = self.lora_config(ctx)
+        config = self.lora_config(ctx, model)
         from peft.tuners.lora import LoraModel
 
         grads = full_gradients(model, lambda n: LoraModel._check_target_module_exists(config, n), batches)
@@ -210,7 +210,7 @@ class LoRAGA(Method):
         from peft.tuners.lora.loraga import preprocess_loraga
 
         ga = LoraGAConfig(direction=s["direction"], scale=PEFT_SCALES[s["scale"]], stable_gamma=int(s["stable_gamma"]))
-        config = self.lora_config(ctx, init_lora_weights="lora_ga", lora_ga_config=ga)
+        config = self.lora_config(ctx, model, init_lora_weights="lora_ga", lora_ga_config=ga)
         preprocess_loraga(model, config, lambda: run_backward(model, batches))
         with seeded_rng(ctx.seed):
             return get_peft_model(model, config)

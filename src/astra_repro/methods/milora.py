@@ -66,7 +66,7 @@ class MiLoRA(Method):
         if mode not in MODES:
             raise ConfigError(f"unknown method.mode '{mode}'; valid: {', '.join(MODES)}")
         rng = np.random.default_rng(ctx.seed)
-        peft_model = get_peft_model(model, self.lora_config(ctx))
+        peft_model = get_peft_model(model, self.lora_config(ctx, model))
         spectrum = {}
         for name, layer in lora_layers(peft_model).items():
             r = layer.r["default"]

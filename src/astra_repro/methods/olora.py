@@ -20,4 +20,4 @@ class OLoRA(Method):
     residual_modifying = True
 
     def initialize(self, model: torch.nn.Module, ctx: InitContext) -> torch.nn.Module:
-        return get_peft_model(model, self.lora_config(ctx, init_lora_weights="olora"))
+        return get_peft_model(model, self.lora_config(ctx, model, init_lora_weights="olora"))

@@ -48,6 +48,6 @@ class PiSSA(Method):
         init = self.init_string(ctx)
         # svd_lowrank draws a random test matrix from the global RNG: fork it so the init depends only on the seed.
         with seeded_rng(ctx.seed):
-            peft_model = get_peft_model(model, self.lora_config(ctx, init_lora_weights=init))
+            peft_model = get_peft_model(model, self.lora_config(ctx, model, init_lora_weights=init))
         ctx.report["pissa"] = {"init_lora_weights": init, "n_layers": len(lora_layers(peft_model))}
         return peft_model
