@@ -17,21 +17,28 @@ TINY_OVERRIDES = [
     "task.calibration_samples.demo=4",
     "calibration.seq_len.demo=32",
 ]
-# Per task: every evaluator shrunk to a few samples and tokens.
+# Per task: every evaluator shrunk to a few samples (and, for generation, a few tokens).
+GENERATION_SHRINK = {"n.demo": 4, "max_new_tokens.demo": 8, "batch_size.demo": 4}
+LOGLIKELIHOOD_SHRINK = {"n.demo": 4, "batch_size.demo": 4}
+COMMONSENSE_EVALUATORS = ["boolq", "piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa", "siqa"]
 TINY_EVALUATORS = {
-    "math": ["gsm8k", "math"],
-    "code": ["humaneval", "mbpp"],
+    "math": {"gsm8k": GENERATION_SHRINK, "math": GENERATION_SHRINK},
+    "code": {"humaneval": GENERATION_SHRINK, "mbpp": GENERATION_SHRINK},
+    "commonsense": {name: LOGLIKELIHOOD_SHRINK for name in COMMONSENSE_EVALUATORS},
+    "glue": {"glue_dev": LOGLIKELIHOOD_SHRINK},
 }
 
 
 def tiny_evaluator_overrides(task: str) -> list[str]:
-    out = []
-    for name in TINY_EVALUATORS.get(task, []):
-        out += [f"task.evaluators.{name}.n.demo=4", f"task.evaluators.{name}.max_new_tokens.demo=8", f"task.evaluators.{name}.batch_size.demo=4"]
-    return out
+    return [
+        f"task.evaluators.{name}.{key}={value}"
+        for name, shrink in TINY_EVALUATORS.get(task, {}).items()
+        for key, value in shrink.items()
+    ]
 
 
 def tiny_cfg(*overrides: str):
     task = next((o.split("=", 1)[1] for o in overrides if o.startswith("task=")), "math")
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[*TINY_OVERRIDES, *tiny_evaluator_overrides(task), *overrides])
+        base = [o for o in TINY_OVERRIDES if not (o.startswith("model=") and any(x.startswith("model=") for x in overrides))]
+        return compose("config", overrides=[*base, *tiny_evaluator_overrides(task), *overrides])

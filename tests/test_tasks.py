@@ -30,7 +30,7 @@ def test_tasks_listing_names_each_task_with_its_evaluators():
     assert re.search(r"^\s+code\s+.*\[evaluators: humaneval, mbpp; model: causal_lm\]$", out, re.M)
 
 
-@pytest.mark.parametrize("arg, valid", [("task=bogus", "code, math"), ("method=nope", "astra"), ("trainer=x", "deepspeed_zero2")])
+@pytest.mark.parametrize("arg, valid", [("task=bogus", "code, commonsense, glue, math"), ("method=nope", "astra"), ("trainer=x", "deepspeed_zero2")])
 def test_unknown_group_choice_is_one_line_error_listing_valid_ones(arg, valid):
     proc = subprocess.run([sys.executable, "-m", "astra_repro.train", arg], capture_output=True, text=True, env=ENV)
     assert proc.returncode == 2
@@ -39,7 +39,7 @@ def test_unknown_group_choice_is_one_line_error_listing_valid_ones(arg, valid):
 
 
 def test_unregistered_task_name_in_a_yaml_lists_the_registered_ones():
-    with pytest.raises(ConfigError, match=r"unknown task 'nope'; valid: code, math"):
+    with pytest.raises(ConfigError, match=r"unknown task 'nope'; valid: code, commonsense, glue, math"):
         get_task(OmegaConf.create({"name": "nope"}), "demo")
 
 
@@ -96,3 +96,34 @@ def test_code_task_end_to_end_offline_trains_on_synthetic_code_and_scores_humane
     assert len(humaneval) == 2 and {"output", "completion", "base_status", "failure_reason"} <= set(humaneval[0])
     assert record["eval_data"]["mbpp"].get("skipped")  # no MBPP+ file offline: skipped with the fix named
     assert "mbpp" in capsys.readouterr().out.lower()
+
+
+def test_commonsense_task_end_to_end_offline_scores_eight_benchmarks_through_lm_eval():
+    run_dir = run(tiny_cfg("task=commonsense", "method=lora", "evaluators=[boolq,winogrande,arc_challenge]"))
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["task"] == "commonsense" and record["data"]["data_source"] == "synthetic"
+    assert set(record["metrics"]) == {"boolq", "winogrande", "arc_challenge"}
+    for name, metrics in record["metrics"].items():
+        assert 0.0 <= metrics["acc"] <= 100.0
+        info = record["eval_data"][name]
+        assert info["data_source"] == "synthetic" and info["n_eval"] == 4 and info["primary_metric"] == "acc"
+        assert info["lm_eval_version"] and info["num_fewshot"] == 0
+    samples = [json.loads(l) for l in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    arc = [s for s in samples if s["evaluator"] == "arc_challenge"]
+    assert len(arc) == 4 and all(len(s["loglikelihoods"]) == len(s["continuation"]) for s in arc)
+    assert all(s["pred"] == max(range(len(s["loglikelihoods"])), key=s["loglikelihoods"].__getitem__) for s in arc)
+
+
+def test_glue_task_end_to_end_on_t5_and_on_a_causal_lm():
+    for model in ("tiny_t5", "tiny_llama"):
+        cfg = tiny_cfg("task=glue", "method=lora", f"model={model}", "task.glue_task=mnli", "task.train.demo.max_length=128")
+        run_dir = run(cfg)
+        record = json.loads((run_dir / "metrics.json").read_text())
+        assert record["task"] == "glue" and record["model"] == model
+        metrics, info = record["metrics"]["glue_dev"], record["eval_data"]["glue_dev"]
+        assert {"accuracy", "accuracy_generated"} <= set(metrics) and 0.0 <= metrics["accuracy"] <= 100.0
+        assert info["glue_task"] == "mnli" and info["n_eval"] == 4
+        assert info["model_kind"] == ("seq2seq" if model == "tiny_t5" else "causal_lm")
+        samples = [json.loads(l) for l in (run_dir / "predictions.jsonl").read_text().splitlines()]
+        assert len(samples) == 4 and set(samples[0]["label_logits"]) == {"entailment", "neutral", "contradiction"}
+        assert all(s["correct"] == (s["pred_soft"] == s["gold"]) for s in samples)

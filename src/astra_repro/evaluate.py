@@ -82,12 +82,14 @@ def run_model_folder(source: dict) -> Path | None:
 
 
 def load_folder(folder: Path, dtype_name: str):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     from astra_repro.models import torch_dtype
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype(dtype_name))
+    seq2seq = getattr(AutoConfig.from_pretrained(folder), "is_encoder_decoder", False)
+    model_class = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+    model = model_class.from_pretrained(folder, dtype=torch_dtype(dtype_name))
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -27,7 +27,7 @@ from astra_repro import runs
 from astra_repro.errors import ConfigError
 from astra_repro.evaluators import EvalTarget, get_evaluator
 from astra_repro.methods import METHODS, HyperParams, InitContext, get_method
-from astra_repro.models import load_model
+from astra_repro.models import load_model, model_kind
 from astra_repro.paths import CONFIG_DIR
 from astra_repro.recipes import per_recipe, resolve_recipe_tree
 from astra_repro.tasks import TASKS, get_task
@@ -46,9 +46,9 @@ def plan_run(cfg: DictConfig) -> dict:
     recipe = cfg.model.recipe
     method_cls = METHODS.get(cfg.method.name)
     task_cls = TASKS.get(cfg.task.name)
-    model_kind = cfg.model.get("kind", "causal_lm")
-    if task_cls.model_kind != model_kind:
-        raise ConfigError(f"task '{task_cls.name}' needs a {task_cls.model_kind} model but model={cfg.model.name} is {model_kind}; pick another model=")
+    kind = model_kind(cfg.model)
+    if kind not in task_cls.model_kinds:
+        raise ConfigError(f"task '{task_cls.name}' needs a {' or '.join(task_cls.model_kinds)} model but model={cfg.model.name} is {kind}; pick another model=")
     method_hp = per_recipe(cfg.method.hp, recipe)
     rank = int(cfg.rank) if cfg.rank is not None else int(method_hp["rank"])
     if cfg.alpha is not None:
@@ -223,7 +223,7 @@ def run(cfg: DictConfig) -> Path:
 
     transformers.set_seed(plan["seed"])
     model, tokenizer = load_model(cfg.model)
-    task = get_task(cfg.task, plan["recipe"])
+    task = get_task(cfg.task, plan["recipe"], model_kind(cfg.model))
     # Training uses the first n_train records in file order; calibration samples from the whole set, as the
     # reference does (protocol §1.1), so the pool is kept.
     pool, data_info = task.load_training_records()
@@ -336,9 +336,7 @@ def load_trained(model, method, trained_dir: Path) -> None:
 
         set_peft_model_state_dict(model, load_file(str(trained_dir / "adapter_model.safetensors")))
     else:
-        from transformers import AutoModelForCausalLM
-
-        trained = AutoModelForCausalLM.from_pretrained(trained_dir, dtype=next(model.parameters()).dtype)
+        trained = type(model).from_pretrained(trained_dir, dtype=next(model.parameters()).dtype)
         model.load_state_dict(trained.state_dict())
 
 

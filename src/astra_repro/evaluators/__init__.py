@@ -5,7 +5,7 @@ import importlib
 
 from astra_repro.evaluators.base import EVALUATORS, EvalResult, EvalTarget, Evaluator, register_evaluator
 
-_MODULES = ["gsm8k", "hendrycks_math", "code"]
+_MODULES = ["gsm8k", "hendrycks_math", "code", "commonsense", "glue"]
 
 for _module in _MODULES:
     try:

@@ -7,15 +7,15 @@ from omegaconf import DictConfig
 
 from astra_repro.tasks.base import TASKS, Task, register_task
 
-_MODULES = ["math", "code"]
+_MODULES = ["math", "code", "commonsense", "glue"]
 
 for _module in _MODULES:
     importlib.import_module(f"astra_repro.tasks.{_module}")
 
 
-def get_task(cfg: DictConfig, recipe: str) -> Task:
+def get_task(cfg: DictConfig, recipe: str, model_kind: str = "causal_lm") -> Task:
     """The task object for a task YAML block (`cfg.task`); an unknown name is a one-line error listing the valid ones."""
-    return TASKS.get(cfg.name)(cfg, recipe)
+    return TASKS.get(cfg.name)(cfg, recipe, model_kind)
 
 
 def describe_tasks() -> str:
@@ -29,7 +29,7 @@ def describe_tasks() -> str:
     for name, cls in TASKS:
         yaml = CONFIG_DIR / "task" / f"{name}.yaml"
         evaluators = list(OmegaConf.load(yaml).get("evaluators", {})) if yaml.exists() else []
-        lines.append(f"  {name:<{width}}  {cls.description}  [evaluators: {', '.join(evaluators) or '-'}; model: {cls.model_kind}]")
+        lines.append(f"  {name:<{width}}  {cls.description}  [evaluators: {', '.join(evaluators) or '-'}; model: {' or '.join(cls.model_kinds)}]")
     return "\n".join(lines)
 
 

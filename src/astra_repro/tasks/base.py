@@ -2,12 +2,12 @@
 
 The runner only calls this interface and never names a task:
 
-    task = get_task(cfg.task, recipe)
+    task = get_task(cfg.task, recipe, model_kind)     # model_kind: the kind of the model being trained
     records, info = task.load_training_records()      # local file -> hub -> declared fallback; info names the source
     features = task.training_features(tokenizer, records[:n_train], max_length)
     collate = task.collator(tokenizer)
     task.calibration_records(records)                 # what data-driven inits calibrate on
-    task.model_kind                                    # "causal_lm" (seq2seq comes with GLUE)
+    task.model_kinds                                   # the model kinds it supports: causal_lm and/or seq2seq
 
 Evaluators are named in the task's YAML (`evaluators:` block, one entry per benchmark) and live in the evaluator
 registry, so a benchmark can be shared by several tasks.
@@ -29,11 +29,12 @@ MODEL_KINDS = ("causal_lm", "seq2seq")
 class Task(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
-    model_kind: ClassVar[str] = "causal_lm"
+    model_kinds: ClassVar[tuple[str, ...]] = ("causal_lm",)  # the model kinds this task can train and score
 
-    def __init__(self, cfg: DictConfig, recipe: str):
+    def __init__(self, cfg: DictConfig, recipe: str, model_kind: str = "causal_lm"):
         self.cfg = cfg  # the task's YAML block (cfg.task)
         self.recipe = recipe
+        self.model_kind = model_kind  # the kind of the model in this run (features may depend on it)
 
     @abstractmethod
     def load_training_records(self) -> tuple[list[dict], dict]:
@@ -56,7 +57,7 @@ TASKS: Registry[type[Task]] = Registry("task")
 
 
 def register_task(cls: type[Task]) -> type[Task]:
-    if cls.model_kind not in MODEL_KINDS:
-        raise ValueError(f"task {cls.name}: model_kind must be one of {MODEL_KINDS}")
+    if not set(cls.model_kinds) <= set(MODEL_KINDS):
+        raise ValueError(f"task {cls.name}: model_kinds must be among {MODEL_KINDS}")
     TASKS.register(cls.name)(cls)
     return cls

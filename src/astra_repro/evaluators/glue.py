@@ -1,0 +1,104 @@
+"""GLUE dev-set scoring as LoRA-GA does it (protocol §3.5), plus the plain score beside it.
+
+- `accuracy` (the paper's number): LoRA-GA's "soft" comparison of the label words' first-token logits at the first
+  decoder step (seq2seq) or at the prompt's next-token position (causal LM); a 3-way argmax for MNLI
+  (`glue_metrics.soft_predictions`).
+- `accuracy_generated`: greedy generation of a few tokens, correct when it is exactly the gold label word.
+- `mcc` for CoLA (GLUE's official CoLA metric; the paper's CoLA column is accuracy).
+Every sample keeps its label-word logits, the soft and generated predictions and the generated text.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from tqdm.auto import tqdm
+
+from astra_repro.data import glue_sources
+from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, register_evaluator
+from astra_repro.evaluators.glue_metrics import glue_scores, label_word_token_ids, parse_generated_label, soft_predictions
+from astra_repro.models import is_seq2seq
+from astra_repro.recipes import per_recipe
+from astra_repro.tasks.glue import causal_prompt, glue_pair, space_in_target
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def seq2seq_step0_logits_and_generations(model, tokenizer, prompts, batch_size, max_new_tokens, max_length):
+    logits, texts = [], []
+    start = model.config.decoder_start_token_id
+    for i in tqdm(range(0, len(prompts), batch_size), desc="glue", unit="batch", leave=False):
+        enc = tokenizer(prompts[i : i + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(_device(model))
+        decoder_input_ids = torch.full((enc["input_ids"].shape[0], 1), start, dtype=torch.long, device=enc["input_ids"].device)
+        logits.append(model(**enc, decoder_input_ids=decoder_input_ids).logits[:, 0, :].float().cpu())
+        generated = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
+        texts += tokenizer.batch_decode(generated, skip_special_tokens=True)
+    return torch.cat(logits), texts
+
+
+@torch.no_grad()
+def causal_next_token_logits(model, tokenizer, prompts, batch_size, max_length):
+    """Logits of the token after each prompt (left padding, so the last position is the prompt's end)."""
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        rows = []
+        for i in tqdm(range(0, len(prompts), batch_size), desc="glue", unit="batch", leave=False):
+            enc = tokenizer(prompts[i : i + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(_device(model))
+            rows.append(model(**enc).logits[:, -1, :].float().cpu())
+        return torch.cat(rows)
+    finally:
+        tokenizer.padding_side = side
+
+
+@register_evaluator
+class Glue(Evaluator):
+    name = "glue_dev"
+    version = "1+lora-ga-soft"
+    description = "GLUE dev accuracy: LoRA-GA's soft label-word logit comparison, generated-label accuracy, CoLA MCC"
+    primary_metric = "accuracy"
+
+    def evaluate(self, target: EvalTarget) -> EvalResult:
+        cfg = self.cfg
+        task = glue_sources.get_task(cfg.glue_task).name
+        examples, info = glue_sources.load_glue_split(task, "validation", cfg.data)
+        n = per_recipe(cfg.get("n"), self.recipe)
+        examples = examples[:n] if n else examples
+        pairs = [glue_pair(task, ex) for ex in examples]
+        labels = [p["label"] for p in pairs]
+        batch_size = int(per_recipe(cfg.batch_size, self.recipe))
+        max_new_tokens = int(cfg.get("max_new_tokens", 5))
+        max_length = int(cfg.get("max_length", 128))
+        model, tokenizer = target.model, target.tokenizer
+        model.eval()
+        if is_seq2seq(model):
+            prompts = [p["instruction"] for p in pairs]
+            label_ids = label_word_token_ids(tokenizer, task)
+            logits, generated = seq2seq_step0_logits_and_generations(model, tokenizer, prompts, batch_size, max_new_tokens, max_length)
+            info.update(backend="hf", model_kind="seq2seq")
+        else:
+            space_moved = space_in_target(tokenizer, task)
+            prompts = [causal_prompt(p["instruction"], space_moved) for p in pairs]
+            label_ids = label_word_token_ids(tokenizer, task, leading_space=space_moved)
+            logits = causal_next_token_logits(model, tokenizer, prompts, batch_size, max_length)
+            generated, generation_info = self.generate(target, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, stop_strings=["\n"])
+            info.update(generation_info, model_kind="causal_lm", space_in_target=space_moved)
+        soft = soft_predictions(logits, label_ids).tolist()
+        label_logits = logits[:, label_ids].tolist()
+        metrics = glue_scores(task, soft, [g.strip() for g in generated], labels)
+        words = glue_sources.get_task(task).label_words
+        predictions = [
+            {
+                "evaluator": self.name, "prompt": prompt, "gold": words[y], "label_logits": dict(zip(words, row)),
+                "pred_soft": words[s] if s >= 0 else None, "generated": g,
+                "pred_generated": words[parse_generated_label(task, g)] if parse_generated_label(task, g) >= 0 else None,
+                "correct": s == y,
+            }
+            for prompt, y, s, g, row in zip(prompts, labels, soft, generated, label_logits)
+        ]
+        info.update(glue_task=task, n_eval=len(pairs), label_token_ids=dict(zip(words, label_ids)), max_new_tokens=max_new_tokens)
+        return EvalResult(metrics=metrics, predictions=predictions, info=info)
