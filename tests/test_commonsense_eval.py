@@ -218,6 +218,19 @@ def test_a_constant_choice_scores_the_share_of_that_gold(tmp_path, name, k):
     assert result.info["data_source"] == "local" and result.info["n_eval"] == len(golds)
 
 
+@pytest.mark.skipif(not SHARED.exists(), reason="shared LLM-Adapters test files not present")
+@pytest.mark.parametrize("name", ["boolq", "winogrande", "arc_challenge"])
+def test_on_the_real_files_a_constant_choice_scores_the_share_of_that_answer(name):
+    """Integration on the real LLM-Adapters files: every record goes through parsing and lm-eval, and choosing
+    the first option always scores exactly the share of records whose answer is the first option."""
+    records = json.loads((SHARED / BENCHMARKS[name].folder / "test.json").read_text())
+    first = {"boolq": "false", "winogrande": "option1", "arc_challenge": "answer1"}[name]  # boolq choices: no, yes
+    expected = 100.0 * sum(r["answer"] == first for r in records) / len(records)
+    result = evaluator(name, source="local", data_dir=str(SHARED)).evaluate(EvalTarget(ConstantChoiceLM(0), None))
+    assert result.info["n_eval"] == SHARED_COUNTS[name] and result.info["data_source"] == "local"
+    assert result.metrics["acc"] == pytest.approx(expected)
+
+
 def test_local_mode_end_to_end_on_a_tiny_model(tmp_path, tiny_model):
     model, tokenizer = tiny_model
     data_dir = write_fixture_dir(tmp_path / "data", ["arc_easy", "winogrande"])
