@@ -140,3 +140,30 @@ def test_table3_averages_the_seven_benchmarks_and_keeps_siqa_outside(tmp_path):
     assert csv.loc["astra", "siqa"] == 99.0 and csv.loc["astra", "average"] == 64.0
     per_task = (tmp_path / "tables" / "commonsense_llama2_7b.md").read_text()
     assert "boolq acc" in per_task and "acc_norm" in per_task
+
+
+def fake_glue_record(root, method, seed, glue_task, acc, batch, model="t5_base"):
+    folder = root / "glue" / f"{method}_{model}_{glue_task}_b{batch}_s{seed}"
+    runs.atomic_write_json(folder / "metrics.json", {
+        "task": "glue", "task_variant": glue_task, "model": model, "method": method, "method_label": method, "rank": 8,
+        "seed": seed, "global_batch_size": batch, "n_trainable_params": 3_244_032, "data": {"data_source": "local"},
+        "eval_data": {"glue_dev": {"data_source": "local", "glue_task": glue_task, "primary_metric": "accuracy"}},
+        "metrics": {"glue_dev": {"accuracy": acc, "accuracy_generated": acc - 1}},
+    })
+
+
+def test_glue_runs_fill_table1_or_table9_by_batch_size_one_column_per_glue_task(tmp_path):
+    root = tmp_path / "runs"
+    for seed, acc in enumerate((87.0, 88.0, 89.0)):
+        fake_glue_record(root, "astra", seed, "mrpc", acc, 128)
+    fake_glue_record(root, "astra", 0, "sst2", 96.0, 128)
+    fake_glue_record(root, "astra", 0, "mrpc", 92.0, 32)
+    write_tables(root, tmp_path / "tables")
+    table1 = (tmp_path / "tables" / "table1_t5_base.md").read_text()
+    assert "| method | rank | MNLI | SST-2 | QNLI | CoLA | MRPC | Avg |" in table1
+    # MRPC: three seeds of batch 128 only (the batch-32 run goes to Table 9), SST-2 its own column
+    assert "| astra | 8 | — (87.09) | 96.00 (96.45) | — (98.83) | — (87.87) | 88.00 ± 1.00 (88.36) | — (91.72) |" in table1
+    table9 = (tmp_path / "tables" / "table9_t5_base.md").read_text()
+    assert "| astra | 8 | — (86.94) | — (96.56) | — (98.66) | — (90.08) | 92.00 (92.65) | — (92.98) |" in table9
+    # per-task tables keep GLUE tasks apart
+    assert (tmp_path / "tables" / "glue_mrpc_t5_base.md").exists() and (tmp_path / "tables" / "glue_sst2_t5_base.md").exists()

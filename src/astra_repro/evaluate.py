@@ -154,6 +154,7 @@ def output_folder(plan: dict, fields: dict, cfg: DictConfig) -> Path:
 
 def evaluate(argv: list[str]) -> Path:
     from astra_repro.cli import check_config_choices
+    from astra_repro.tasks import get_task
     from astra_repro.train import evaluate_stage, print_metrics, software_versions
 
     wall_start = time.time()
@@ -179,6 +180,7 @@ def evaluate(argv: list[str]) -> Path:
         "run_name": out.name,
         "config_hash": runs.config_hash(plan),
         "task": plan["task"]["name"],
+        "task_variant": get_task(cfg.task, plan["recipe"]).variant,
         "recipe": plan["recipe"],
         **fields,
         "evaluated_by": "astra_repro.evaluate",

@@ -31,14 +31,16 @@ DEFAULT_PRIMARY_METRIC = "accuracy"
 
 @dataclass(frozen=True)
 class PaperLayout:
-    """A paper table that joins benchmarks across evaluators (and tasks): column -> (task, evaluator, metric)."""
+    """A paper table that joins benchmarks across evaluators (and tasks): column -> (task, evaluator, metric) or
+    (task, evaluator, metric, {eval_data field: value}) when one evaluator serves several columns (GLUE's task)."""
 
     name: str  # file stem: results/tables/<name>_<model>.md
     title: str
     paper_csv: str  # the paper's numbers, one column per entry of `columns`
-    columns: dict[str, tuple[str, str, str]]
+    columns: dict[str, tuple]
     headers: dict[str, str]
-    extra_columns: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # shown, outside Avg
+    extra_columns: dict[str, tuple] = field(default_factory=dict)  # shown, outside Avg
+    records: dict = field(default_factory=dict)  # only records with these field values (e.g. the batch size)
 
 
 TABLE2 = PaperLayout(
@@ -69,14 +71,26 @@ TABLE3 = PaperLayout(
              "arc_c": "ARC-c", "obqa": "OBQA", "siqa": "SIQA"},
     extra_columns={"siqa": ("commonsense", "siqa", "acc")},
 )
-PAPER_LAYOUTS = (TABLE2, TABLE3)
+GLUE_COLUMNS = {t: ("glue", "glue_dev", "accuracy", {"glue_task": t}) for t in ("mnli", "sst2", "qnli", "cola", "mrpc")}
+GLUE_HEADERS = {"mnli": "MNLI", "sst2": "SST-2", "qnli": "QNLI", "cola": "CoLA", "mrpc": "MRPC"}
+# LoRA-GA's soft accuracy for all five (the paper: "accuracy for all tasks"); Table 9 = Table 1's setup at batch 32.
+TABLE1 = PaperLayout(name="table1", title="Table 1 (batch 128)", paper_csv="table1_glue_t5.csv", columns=GLUE_COLUMNS,
+                     headers=GLUE_HEADERS, records={"global_batch_size": 128})
+TABLE9 = PaperLayout(name="table9", title="Table 9 (batch 32)", paper_csv="table9_glue_t5_bs32.csv", columns=GLUE_COLUMNS,
+                     headers=GLUE_HEADERS, records={"global_batch_size": 32})
+PAPER_LAYOUTS = (TABLE1, TABLE2, TABLE3, TABLE9)
+
+
+def table_task(record: dict) -> str:
+    """The per-task table a record belongs to: a task family's members get tables of their own (glue_sst2, ...)."""
+    return record["task"] + (f"_{record['task_variant']}" if record.get("task_variant") else "")
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
     rows = []
     for r in records:
         row = {
-            "task": r["task"], "model": r["model"], "method": r.get("method_label", r["method"]), "method_key": r["method"],
+            "task": table_task(r), "model": r["model"], "method": r.get("method_label", r["method"]), "method_key": r["method"],
             "rank": r.get("rank", 0), "seed": r["seed"], "n_trainable_params": r.get("n_trainable_params"),
             "train_data": r.get("data", {}).get("data_source", "?"),
         }
@@ -215,7 +229,7 @@ def write_tables(runs_root: Path | None = None, out_dir: Path | None = None, fig
         runs.atomic_write_text(csv_path, csv.to_csv(index=False))
         print(markdown)
         written += [md_path, csv_path]
-        group_records = [r for r in records if r["task"] == task and r["model"] == model]
+        group_records = [r for r in records if table_task(r) == task and r["model"] == model]
         figure = training_curves(group_records, (figures_dir or results_dir() / "figures") / f"{task}_{model}_training.png", f"{task} / {model}")
         if figure:
             written.append(figure)
@@ -238,9 +252,12 @@ def layout_table(records: list[dict], layout: PaperLayout) -> dict[str, tuple[st
     cells: dict[tuple, dict[str, list[float]]] = {}
     synthetic: set[tuple] = set()
     for r in records:
-        for column, (task, evaluator, metric) in all_columns.items():
+        if any(r.get(k) != v for k, v in layout.records.items()):
+            continue
+        for column, (task, evaluator, metric, *match) in all_columns.items():
             value = r.get("metrics", {}).get(evaluator, {}).get(metric) if r["task"] == task else None
-            if value is None:
+            info = r.get("eval_data", {}).get(evaluator, {})
+            if value is None or any(info.get(k) != v for k, v in (match[0] if match else {}).items()):
                 continue
             key = (r["model"], r.get("method_label", r["method"]), r["method"], r.get("rank", 0))
             cells.setdefault(key, {}).setdefault(column, []).append(float(value))

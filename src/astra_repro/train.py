@@ -268,6 +268,7 @@ def run(cfg: DictConfig) -> Path:
         "run_name": run_dir.name,
         "config_hash": runs.config_hash(plan),
         "task": plan["task"]["name"],
+        "task_variant": task.variant,
         "model": plan["model"]["name"],
         "method": method.name,
         "method_label": method_label(method, cfg),
@@ -276,6 +277,9 @@ def run(cfg: DictConfig) -> Path:
         "alpha": plan["hp"]["alpha"],
         "learning_rate": plan["hp"]["learning_rate"],
         "seed": plan["seed"],
+        # per device x accumulation x processes: Tables 1 and 9 differ only in this (128 vs 32)
+        "global_batch_size": plan["schedule"]["per_device_batch_size"] * plan["schedule"]["grad_accum"]
+        * int(os.environ.get("WORLD_SIZE", "1")),
         "n_trainable_params": n_trainable,
         "n_total_params": n_total,
         "data": data_info,

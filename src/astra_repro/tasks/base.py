@@ -41,6 +41,11 @@ class Task(ABC):
         """All training records in file order as {"instruction": str, "output": str}, and where they came from
         ({"data_source": local|hub|synthetic, "data_path": ...}); the runner trains on the first n_train."""
 
+    @property
+    def variant(self) -> str | None:
+        """Which member of a task family this run is (GLUE: sst2, mnli, ...), or None; records and tables use it."""
+        return None
+
     def calibration_records(self, records: Sequence[dict]) -> Sequence[dict]:
         """Records calibration samples are drawn from: the whole set, not the training slice (protocol §1.1)."""
         return records

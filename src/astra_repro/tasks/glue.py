@@ -107,6 +107,10 @@ class GlueTask(Task):
     def glue_task(self) -> str:
         return glue_sources.get_task(self.cfg.glue_task).name
 
+    @property
+    def variant(self) -> str:
+        return self.glue_task
+
     def load_training_records(self) -> tuple[list[dict], dict]:
         examples, info = glue_sources.load_glue_split(self.glue_task, "train", self.cfg.data)
         return [glue_pair(self.glue_task, ex) for ex in examples], info
