@@ -165,5 +165,7 @@ def test_glue_runs_fill_table1_or_table9_by_batch_size_one_column_per_glue_task(
     assert "| astra | 8 | — (87.09) | 96.00 (96.45) | — (98.83) | — (87.87) | 88.00 ± 1.00 (88.36) | — (91.72) |" in table1
     table9 = (tmp_path / "tables" / "table9_t5_base.md").read_text()
     assert "| astra | 8 | — (86.94) | — (96.56) | — (98.66) | — (90.08) | 92.00 (92.65) | — (92.98) |" in table9
-    # per-task tables keep GLUE tasks apart
-    assert (tmp_path / "tables" / "glue_mrpc_t5_base.md").exists() and (tmp_path / "tables" / "glue_sst2_t5_base.md").exists()
+    # per-task tables keep GLUE tasks apart, and runs of different batch sizes apart
+    assert (tmp_path / "tables" / "glue_sst2_t5_base.md").exists()
+    mrpc = (tmp_path / "tables" / "glue_mrpc_t5_base.md").read_text()
+    assert "| astra (batch 128) | 8 | 3 |" in mrpc and "| astra (batch 32) | 8 | 1 |" in mrpc

@@ -92,7 +92,7 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         row = {
             "task": table_task(r), "model": r["model"], "method": r.get("method_label", r["method"]), "method_key": r["method"],
             "rank": r.get("rank", 0), "seed": r["seed"], "n_trainable_params": r.get("n_trainable_params"),
-            "train_data": r.get("data", {}).get("data_source", "?"),
+            "train_data": r.get("data", {}).get("data_source", "?"), "batch": r.get("global_batch_size"),
         }
         for evaluator, values in r.get("metrics", {}).items():
             for metric, value in values.items():
@@ -157,6 +157,8 @@ def primary_metrics(records: list[dict]) -> dict[str, str]:
 
 
 def render_table(task: str, model: str, frame: pd.DataFrame, primary: dict[str, str] | None = None) -> tuple[str, pd.DataFrame]:
+    if frame["batch"].nunique() > 1:  # e.g. Table 1 and Table 9 runs of one GLUE task: never average across them
+        frame = frame.assign(method=frame["method"] + " (batch " + frame["batch"].astype("Int64").astype(str) + ")")
     summary, evaluators = summarize(frame)
     primary = {e: (primary or {}).get(e, DEFAULT_PRIMARY_METRIC) for e in evaluators}
     paper, paper_cols = paper_reference(task, model)
