@@ -127,3 +127,12 @@ def test_glue_task_end_to_end_on_t5_and_on_a_causal_lm():
         samples = [json.loads(l) for l in (run_dir / "predictions.jsonl").read_text().splitlines()]
         assert len(samples) == 4 and set(samples[0]["label_logits"]) == {"entailment", "neutral", "contradiction"}
         assert all(s["correct"] == (s["pred_soft"] == s["gold"]) for s in samples)
+
+
+@pytest.mark.parametrize("method", ["astra", "corda", "loraga", "dora", "fft"])
+def test_glue_on_t5_runs_every_kind_of_init_through_the_runner(method):
+    """Calibration (Astra, CorDA) and gradient (LoRA-GA) inits get the task's seq2seq records and batches."""
+    run_dir = run(tiny_cfg("task=glue", "model=tiny_t5", f"method={method}", "task.glue_task=sst2", "task.train.demo.max_length=128"))
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["method"] == method and record["task_variant"] == "sst2"
+    assert 0.0 <= record["metrics"]["glue_dev"]["accuracy"] <= 100.0 and record["train"]["global_step"] == 4
