@@ -46,6 +46,8 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from astra_repro.data.sampling import sample_distinct
+
 SPLITS = ("train", "test")
 _TEST_BUCKETS = 2  # out of 10 sha1 buckets -> ~20% of the function space is test
 MAX_BODY_LINES = 8  # short enough for a ~135M model to learn the answer format in a few dozen steps
@@ -771,31 +773,14 @@ def _test_discriminates(problem: _Problem) -> bool:
     return len({repr(problem.reference(*args)) for args in problem.inputs}) >= 2
 
 
-def _stream_seed(split: str, seed: int) -> int:
-    digest = hashlib.sha256(f"astra_repro.synthetic_code|{split}|{seed}".encode()).hexdigest()
-    return int(digest[:16], 16)
-
-
 def generate(split: str, n: int, seed: int = 0) -> list[dict]:
     """``n`` distinct function problems of ``split`` ("train" or "test") as HumanEval-shaped records."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    rng = random.Random(_stream_seed(split, seed))
-    records: list[dict] = []
-    seen: set[str] = set()
-    # ~80% of candidates are rejected for the test split; the bound only guards against a bug.
-    max_attempts = 1000 + 100 * n
-    for _ in range(max_attempts):
-        if len(records) == n:
-            break
-        problem = rng.choice(_TEMPLATE_LIST)(rng)
-        if problem.source in seen or split_of(problem.source) != split or not _test_discriminates(problem):
-            continue
-        seen.add(problem.source)
-        records.append(_render(problem, len(records), rng))
-    else:
-        if len(records) < n:
-            raise ValueError(f"could only generate {len(records)} distinct {split} problems, asked for {n}")
-    return records
+    return sample_distinct(
+        "astra_repro.synthetic_code", split, n, seed,
+        draw=lambda rng: rng.choice(_TEMPLATE_LIST)(rng),
+        key=lambda problem: problem.source,
+        belongs=lambda problem: split_of(problem.source) == split and _test_discriminates(problem),
+        render=_render,
+    )

@@ -23,6 +23,8 @@ import hashlib
 import random
 from typing import Callable
 
+from astra_repro.data.sampling import sample_distinct
+
 SPLITS = ("train", "test")
 _TEST_BUCKETS = 2  # out of 10 sha1 buckets -> ~20% of the question space is test
 MAX_VALUE = 1000  # every number shown in a solution is < MAX_VALUE
@@ -300,34 +302,17 @@ def split_of(question: str) -> str:
     return "test" if bucket < _TEST_BUCKETS else "train"
 
 
-def _stream_seed(split: str, seed: int) -> int:
-    digest = hashlib.sha256(f"astra_repro.synthetic_math|{split}|{seed}".encode()).hexdigest()
-    return int(digest[:16], 16)
-
-
 def generate(split: str, n: int, seed: int = 0) -> list[dict]:
     """``n`` distinct problems of ``split`` ("train" or "test") as GSM8K-style records."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    rng = random.Random(_stream_seed(split, seed))
-    records: list[dict] = []
-    seen: set[str] = set()
-    # ~80% of candidates are rejected for the test split; the bound only guards against a bug.
-    max_attempts = 1000 + 100 * n
-    for _ in range(max_attempts):
-        if len(records) == n:
-            break
-        question, lines, value = rng.choice(_TEMPLATE_LIST)(rng)
-        if question in seen or split_of(question) != split:
-            continue
-        seen.add(question)
-        records.append({"question": question, "answer": format_answer(lines, value)})
-    else:
-        if len(records) < n:
-            raise ValueError(f"could only generate {len(records)} distinct {split} problems, asked for {n}")
-    return records
+    return sample_distinct(
+        "astra_repro.synthetic_math", split, n, seed,
+        draw=lambda rng: rng.choice(_TEMPLATE_LIST)(rng),
+        key=lambda problem: problem[0],
+        belongs=lambda problem: split_of(problem[0]) == split,
+        render=lambda problem, _index, _rng: {"question": problem[0], "answer": format_answer(problem[1], problem[2])},
+    )
 
 
 def answer_value(answer: str) -> int:
