@@ -61,3 +61,21 @@ def test_vllm_path_makes_the_reference_call_on_the_folder(monkeypatch):
 def test_hf_backend_needs_the_model_in_memory():
     with pytest.raises(ConfigError, match="needs the model in memory"):
         generation.generate(EvalTarget(None, None, "/x", "hf"), ["a"], max_new_tokens=1, batch_size=1)
+
+
+@pytest.mark.parametrize("model_name, moved_to_gpu", [("tiny_t5", True), ("tiny_llama", False)])
+def test_with_vllm_available_causal_models_go_to_vllm_but_t5_is_scored_on_the_gpu_in_memory(monkeypatch, tmp_path, model_name, moved_to_gpu):
+    from omegaconf import OmegaConf
+
+    from astra_repro.models import load_model
+    from astra_repro.paths import CONFIG_DIR
+    from astra_repro.train import evaluate_stage
+
+    model, tokenizer = load_model(OmegaConf.load(CONFIG_DIR / "model" / f"{model_name}.yaml"))
+    moved = []
+    monkeypatch.setattr(generation, "resolve_backend", lambda requested, path: "vllm")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(model, "cuda", lambda: moved.append(True) or model)
+    plan = {"recipe": "demo", "task": {"evaluators": {}}}
+    evaluate_stage(plan, EvalTarget(model, tokenizer, "/some/folder", "auto"), tmp_path)
+    assert bool(moved) == moved_to_gpu

@@ -27,7 +27,7 @@ from astra_repro import runs
 from astra_repro.errors import ConfigError
 from astra_repro.evaluators import EvalTarget, get_evaluator
 from astra_repro.methods import METHODS, HyperParams, InitContext, get_method
-from astra_repro.models import load_model, model_kind
+from astra_repro.models import is_seq2seq, load_model, model_kind
 from astra_repro.paths import CONFIG_DIR
 from astra_repro.recipes import per_recipe, resolve_recipe_tree
 from astra_repro.tasks import TASKS, get_task
@@ -381,7 +381,9 @@ def evaluate_stage(plan, target: EvalTarget, run_dir: Path) -> tuple[dict, dict,
 
     recipe = plan["recipe"]
     model = target.model
-    use_vllm = resolve_backend(target.backend, target.path) == "vllm"
+    # vLLM serves causal LMs here; encoder-decoder models (T5 on GLUE) are always scored in memory
+    seq2seq = model is not None and is_seq2seq(model)
+    use_vllm = not seq2seq and resolve_backend(target.backend, target.path) == "vllm"
     if torch.cuda.is_available() and not use_vllm:
         model.cuda()
     merged = hasattr(model, "merge_adapter")
