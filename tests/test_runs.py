@@ -122,3 +122,13 @@ def test_golden_loss_tiny_llama(tmp_path):
     print("losses", losses, "grad_norms", grad_norms)
     assert GOLDEN_LOSSES is not None, f"set GOLDEN_LOSSES = {losses}"
     assert losses == pytest.approx(GOLDEN_LOSSES, abs=2e-4)
+
+
+def test_a_skipped_benchmark_is_printed_as_not_scored_with_the_reason(capsys):
+    from astra_repro.train import print_metrics
+
+    print_metrics({"method": "lora", "metrics": {"mbpp": {}, "gsm8k": {"accuracy": 12.5}},
+                   "eval_data": {"mbpp": {"skipped": "no MBPP+ file: set task.evaluators.mbpp.path"}, "gsm8k": {"data_source": "local"}}})
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["[astra_repro] lora mbpp: not scored (no MBPP+ file: set task.evaluators.mbpp.path)",
+                   "[astra_repro] lora gsm8k: accuracy=12.50  (data: local)"]

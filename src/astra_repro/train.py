@@ -412,8 +412,12 @@ def evaluate_stage(plan, target: EvalTarget, run_dir: Path) -> tuple[dict, dict,
 
 def print_metrics(record: dict) -> None:
     for evaluator, values in record.get("metrics", {}).items():
+        info = record.get("eval_data", {}).get(evaluator, {})
+        if not values:
+            print(f"[astra_repro] {record.get('method_label', record.get('method'))} {evaluator}: not scored ({info.get('skipped') or info.get('scoring_error') or 'no metrics'})")
+            continue
         shown = ", ".join(f"{k}={v:.2f}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in values.items())
-        print(f"[astra_repro] {record.get('method_label', record.get('method'))} {evaluator}: {shown}  (data: {record.get('eval_data', {}).get(evaluator, {}).get('data_source', '?')})")
+        print(f"[astra_repro] {record.get('method_label', record.get('method'))} {evaluator}: {shown}  (data: {info.get('data_source', '?')})")
 
 
 def software_versions() -> dict:
