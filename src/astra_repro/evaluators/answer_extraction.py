@@ -21,6 +21,8 @@ import re
 import unicodedata
 from fractions import Fraction
 
+from astra_repro.evaluators.math_grading import reference_math_equal
+
 # Bump when any extraction/grading rule changes, so cached scores are not silently mixed.
 EXTRACTION_VERSION = "gsm8k-ref-1"
 
@@ -114,56 +116,12 @@ def extract_gsm8k_reference(completion: str, require_marker: bool = True) -> int
 # --------------------------------------------------------------------------------------------
 # Reference grader (numeric + string parts)
 # --------------------------------------------------------------------------------------------
-def _to_float(x) -> float | None:
-    """float(x) after removing commas, as the reference's ``is_digit``; None when not a number."""
-    if isinstance(x, bool):
-        return None  # float("True") fails in the reference too
-    try:
-        return float(str(x).replace(",", ""))
-    except (TypeError, ValueError):
-        return None
-
-
 def math_equal(prediction, reference, include_percentage: bool = True, rel_tol: float = 1e-4) -> bool:
-    """Numeric and string parts of the reference ``grader.math_equal``.
-
-    * Both numeric (commas ignored): equal within ``rel_tol`` to ``reference`` or, when
-      ``include_percentage``, to ``reference / 100`` or ``reference * 100`` (reference quirk:
-      a GSM8K prediction of 1800 counts as correct for gold 18). No string fallback then.
-    * Otherwise: strings compared after ``strip()`` and removal of ``{ } ( )``, plus element-wise
-      comparison of ``[a, b]`` / ``(a, b)`` tuples. The reference's sympy branch is omitted.
-    """
-    pred_f, ref_f = _to_float(prediction), _to_float(reference)
-    if pred_f is not None and ref_f is not None:
-        candidates = [ref_f / 100, ref_f, ref_f * 100] if include_percentage else [ref_f]
-        return any(math.isclose(c, pred_f, rel_tol=rel_tol) for c in candidates)
-
-    if prediction is None or (not prediction and prediction not in (0, False)):
-        return False
-
-    pred_s, ref_s = str(prediction).strip(), str(reference).strip()
-    a, b = pred_s, ref_s
-    # Bracketed prediction vs unbracketed reference: drop outer brackets, as the reference does.
-    if (pred_s.startswith("[") and pred_s.endswith("]") and not ref_s.startswith("(")) or (
-        pred_s.startswith("(") and pred_s.endswith(")") and not ref_s.startswith("[")
-    ):
-        a, b = a.strip("[]()"), b.strip("[]()")
-    for ch in "{}()":
-        a, b = a.replace(ch, ""), b.replace(ch, "")
-    if a == b:
-        return True
-
-    def wrapped(s: str, pair: str) -> bool:
-        return s.startswith(pair[0]) and s.endswith(pair[1])
-
-    # "[a, b]" vs "[c, d]" (or both in parentheses): compare element by element.
-    if any(wrapped(pred_s, pair) and wrapped(ref_s, pair) for pair in ("[]", "()")):
-        pred_parts, ref_parts = pred_s[1:-1].split(","), ref_s[1:-1].split(",")
-        if len(pred_parts) == len(ref_parts) and all(
-            math_equal(p, r, include_percentage, rel_tol) for p, r in zip(pred_parts, ref_parts)
-        ):
-            return True
-    return False
+    """The reference ``grader.math_equal`` without its sympy branch (GSM8K's golds are integers): numbers equal
+    within ``rel_tol`` to ``reference`` or, when ``include_percentage``, to ``reference / 100`` or ``* 100``
+    (reference quirk: 1800 counts as correct for gold 18); else strings compared without ``{ } ( )`` and
+    ``[a, b]`` / ``(a, b)`` element by element. One implementation serves GSM8K and MATH (math_grading)."""
+    return reference_math_equal(prediction, reference, include_percentage, rel_tol=rel_tol, symbolic=False)
 
 
 def gsm8k_reference_correct(pred, gold) -> bool:

@@ -281,20 +281,24 @@ def _as_float(x) -> float | None:
         return None
 
 
-def reference_math_equal(prediction, reference, include_percentage: bool = True, is_close: bool = True) -> bool:
-    """grader.math_equal (``timeout=False``, as the MATH script calls it).
+def reference_math_equal(
+    prediction, reference, include_percentage: bool = True, is_close: bool = True, rel_tol: float = 1e-4,
+    symbolic: bool = True,
+) -> bool:
+    """grader.math_equal (``timeout=False``, as the MATH script calls it); GSM8K's grader is the same function
+    with ``symbolic=False`` (answer_extraction.math_equal).
 
     1. Both numeric (commas ignored): equal to the reference, or (``include_percentage``) to reference/100 or
-       reference×100, within rel_tol 1e-4 (exactly when not ``is_close``). No other test then.
+       reference×100, within ``rel_tol`` (exactly when not ``is_close``). No other test then.
     2. Strings equal after dropping ``{ } ( )`` (and outer brackets of a bracketed prediction).
     3. ``[a, b]`` vs ``[c, d]`` (or both in parentheses): element by element, recursively.
-    4. `symbolic_equal`.
+    4. `symbolic_equal`, unless ``symbolic`` is False.
     """
     pred_value, ref_value = _as_float(prediction), _as_float(reference)
     if pred_value is not None and ref_value is not None:
         candidates = [ref_value / 100, ref_value, ref_value * 100] if include_percentage else [ref_value]
         if is_close:
-            return any(isclose(c, pred_value, rel_tol=1e-4) for c in candidates)
+            return any(isclose(c, pred_value, rel_tol=rel_tol) for c in candidates)
         return any(c == pred_value for c in candidates)
 
     if not prediction and prediction not in [0, False]:
@@ -317,11 +321,12 @@ def reference_math_equal(prediction, reference, include_percentage: bool = True,
     if both_wrapped_in("[", "]") or both_wrapped_in("(", ")"):
         pred_parts, ref_parts = prediction[1:-1].split(","), reference[1:-1].split(",")
         if len(pred_parts) == len(ref_parts) and all(
-            reference_math_equal(p, r, include_percentage, is_close) for p, r in zip(pred_parts, ref_parts)
+            reference_math_equal(p, r, include_percentage, is_close, rel_tol, symbolic)
+            for p, r in zip(pred_parts, ref_parts)
         ):
             return True
 
-    return symbolic_equal(prediction, reference)
+    return symbolic and symbolic_equal(prediction, reference)
 
 
 # --------------------------------------------------------------------------------------------
