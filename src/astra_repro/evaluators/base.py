@@ -68,6 +68,11 @@ class Evaluator(ABC):
         )
 
 
+def percent_true(predictions: Sequence[dict], key: str) -> float:
+    """Share of samples whose `key` is truthy, in percent (0 for no samples): every accuracy-like metric."""
+    return 100.0 * sum(bool(p[key]) for p in predictions) / max(len(predictions), 1)
+
+
 EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator", config_group="task.evaluators")
 
 

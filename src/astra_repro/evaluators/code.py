@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from astra_repro.data.prompts import ALPACA_PROMPT
 from astra_repro.errors import ConfigError
-from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, register_evaluator
+from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, percent_true, register_evaluator
 from astra_repro.evaluators.code_data import load_code_problems
 from astra_repro.evaluators.code_postprocess import postprocess_completion
 from astra_repro.evaluators.code_scoring import failure_reason, score_with_human_eval_tests
@@ -154,10 +154,9 @@ class CodeEvaluator(Evaluator):
             info["known_unpassable_tasks"] = known
         if "scoring_error" in info:
             return EvalResult(metrics={}, predictions=predictions, info=info)
-        total = max(len(predictions), 1)
         metrics = {
-            "pass@1": 100.0 * sum(p["correct"] for p in predictions) / total,
-            "pass@1_plus": 100.0 * sum(bool(p["correct_plus"]) for p in predictions) / total if plus_available else None,
+            "pass@1": percent_true(predictions, "correct"),
+            "pass@1_plus": percent_true(predictions, "correct_plus") if plus_available else None,
             "n_syntax_error": sum(p["failure_reason"] == "syntax_error" for p in predictions),
             "n_timeout": sum(p["failure_reason"] == "timeout" for p in predictions),
         }

@@ -6,7 +6,7 @@ from __future__ import annotations
 from astra_repro.data.prompts import MATH_STOP_STRINGS, math_eval_prompt
 from astra_repro.data.sources import load_gsm8k_eval
 from astra_repro.evaluators import answer_extraction as ax
-from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, register_evaluator
+from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, percent_true, register_evaluator
 from astra_repro.recipes import per_recipe
 
 
@@ -51,11 +51,10 @@ class GSM8K(Evaluator):
                     "correct_math_verify": ax.math_verify_correct(output, gold),
                 }
             )
-        total = max(len(predictions), 1)
         metrics = {
-            "accuracy": 100.0 * sum(p["correct"] for p in predictions) / total,
-            "accuracy_flexible": 100.0 * sum(p["correct_flexible"] for p in predictions) / total,
-            "accuracy_math_verify": 100.0 * sum(p["correct_math_verify"] for p in predictions) / total,
+            "accuracy": percent_true(predictions, "correct"),
+            "accuracy_flexible": percent_true(predictions, "correct_flexible"),
+            "accuracy_math_verify": percent_true(predictions, "correct_math_verify"),
         }
         info.update(generation_info)
         return EvalResult(metrics=metrics, predictions=predictions, info=info)

@@ -10,7 +10,7 @@ from astra_repro.data.prompts import MATH_STOP_STRINGS, math_eval_prompt
 from astra_repro.data.sources import CALC_ANNOTATION, hub_reachable, read_json_records, warn_synthetic
 from astra_repro.errors import ConfigError
 from astra_repro.evaluators import math_grading as mg
-from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, register_evaluator
+from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, percent_true, register_evaluator
 from astra_repro.recipes import per_recipe
 
 # Record formats, told apart by their keys (checked in this order: MATH-500 also has a `solution`).
@@ -125,12 +125,11 @@ class HendrycksMath(Evaluator):
                     "exception_path": judgement.exception_path,
                 }
             )
-        total = max(len(predictions), 1)
         exception_path = [p for p in predictions if p["exception_path"]]
         metrics = {
-            "accuracy": 100.0 * sum(p["correct"] for p in predictions) / total,
-            "accuracy_fixed": 100.0 * sum(p["correct_fixed"] for p in predictions) / total,
-            "accuracy_math_verify": 100.0 * sum(p["correct_math_verify"] for p in predictions) / total,
+            "accuracy": percent_true(predictions, "correct"),
+            "accuracy_fixed": percent_true(predictions, "correct_fixed"),
+            "accuracy_math_verify": percent_true(predictions, "correct_math_verify"),
             "n_exception_path": len(exception_path),
             "n_exception_path_correct": sum(p["correct"] for p in exception_path),
             "n_no_answer": sum(p["extracted"] is None for p in predictions),
