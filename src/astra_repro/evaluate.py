@@ -72,8 +72,10 @@ def describe_target(target: str, overrides: list[str]) -> tuple[dict, list[str]]
 
 def run_model_folder(source: dict) -> Path | None:
     """The folder holding a run's final weights: the merged export, FFT's trained model, or None (untrained `base`)."""
+    from astra_repro.train import EXPORT_DIR, TRAINED_DIR
+
     run_dir = Path(source["path"])
-    for candidate in (run_dir / "export" / "merged", run_dir / "trained"):
+    for candidate in (run_dir / EXPORT_DIR / "merged", run_dir / TRAINED_DIR):
         if (candidate / "config.json").exists():
             return candidate
     if source["plan"]["method"]["name"] == "base":
@@ -82,24 +84,17 @@ def run_model_folder(source: dict) -> Path | None:
 
 
 def load_folder(folder: Path, dtype_name: str):
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoConfig
 
-    from astra_repro.models import torch_dtype
+    from astra_repro.models import load_pretrained, torch_dtype
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
     seq2seq = getattr(AutoConfig.from_pretrained(folder), "is_encoder_decoder", False)
-    model_class = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
-    model = model_class.from_pretrained(folder, dtype=torch_dtype(dtype_name))
-    tokenizer.padding_side = "right"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
+    return load_pretrained(str(folder), "seq2seq" if seq2seq else "causal_lm", torch_dtype(dtype_name))
 
 
 def load_target(source: dict, cfg: DictConfig) -> tuple[EvalTarget, dict]:
     """The model to score and the record fields that say what it is."""
-    from astra_repro.models import load_model, model_location
+    from astra_repro.models import load_model, saved_model_folder
 
     backend = cfg.eval.backend
     if source["kind"] == "model_folder":
@@ -126,8 +121,7 @@ def load_target(source: dict, cfg: DictConfig) -> tuple[EvalTarget, dict]:
         model_cfg = cfg.model
         fields = {"model": cfg.model.name, "method": "base", "method_label": "base", "rank": 0, "seed": 0}
     model, tokenizer = load_model(model_cfg)
-    path = None if model_cfg.source == "tiny" else model_location(model_cfg)
-    return EvalTarget(model, tokenizer, path, backend), fields
+    return EvalTarget(model, tokenizer, saved_model_folder(model_cfg), backend), fields
 
 
 def evaluation_plan(cfg: DictConfig, source: dict) -> dict:

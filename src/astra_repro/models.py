@@ -50,20 +50,29 @@ def load_model(model_cfg: DictConfig, dtype: str | None = None) -> tuple[torch.n
     if source == "tiny":
         builder = build_tiny_t5 if kind == "seq2seq" else build_tiny_llama
         model, tokenizer = builder(model_cfg, dtype)
-    else:
-        from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+        return prepare_for_training(model, tokenizer, kind)
+    location = model_location(model_cfg)
+    try:
+        return load_pretrained(location, kind, dtype, local_only=hub_offline() or source != "hub")
+    except OSError as err:
+        raise ConfigError(
+            f"model '{location}' is not available offline ({type(err).__name__}); download it where the hub "
+            f"is reachable (`huggingface-cli download {model_cfg.get('hub_id', location)}`) or set model.path=/local/dir"
+        ) from None
 
-        model_class = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
-        location = model_location(model_cfg)
-        local_only = hub_offline() or source != "hub"
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
-            model = model_class.from_pretrained(location, dtype=dtype, local_files_only=local_only)
-        except OSError as err:
-            raise ConfigError(
-                f"model '{location}' is not available offline ({type(err).__name__}); download it where the hub "
-                f"is reachable (`huggingface-cli download {model_cfg.get('hub_id', location)}`) or set model.path=/local/dir"
-            ) from None
+
+def load_pretrained(location: str, kind: str, dtype: torch.dtype, local_only: bool = True) -> tuple[torch.nn.Module, Any]:
+    """A saved HF model (folder or hub id) of the given kind, prepared as `load_model` prepares every model."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    model_class = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
+    tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
+    model = model_class.from_pretrained(location, dtype=dtype, local_files_only=local_only)
+    return prepare_for_training(model, tokenizer, kind)
+
+
+def prepare_for_training(model: torch.nn.Module, tokenizer: Any, kind: str) -> tuple[torch.nn.Module, Any]:
+    """Tokenizer pads on the right, pad = eos if missing; a seq2seq model without decoder_start_token_id gets pad."""
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -109,6 +118,11 @@ def activation_stream(model: torch.nn.Module, module_name: str) -> str:
     if len(parts) >= 2 and parts[-2] in CROSS_ATTENTION_BLOCKS and parts[-1] in CROSS_ATTENTION_KV:
         return "source"
     return "target"
+
+
+def saved_model_folder(model_cfg: DictConfig) -> str | None:
+    """The folder or hub id holding this model's weights (for vLLM / lm-eval), or None for a model built in code."""
+    return None if model_cfg.source == "tiny" else model_location(model_cfg)
 
 
 def model_location(model_cfg: DictConfig) -> str:

@@ -27,7 +27,7 @@ from astra_repro import runs
 from astra_repro.errors import ConfigError
 from astra_repro.evaluators import EvalTarget, get_evaluator
 from astra_repro.methods import METHODS, HyperParams, InitContext, get_method
-from astra_repro.models import is_seq2seq, load_model, model_kind
+from astra_repro.models import is_seq2seq, load_model, model_kind, saved_model_folder
 from astra_repro.paths import CONFIG_DIR
 from astra_repro.recipes import per_recipe, resolve_recipe_tree
 from astra_repro.tasks import TASKS, get_task
@@ -367,11 +367,7 @@ def saved_model_path(method, run_dir: Path, model_cfg: DictConfig) -> str | None
     if method.trains:
         folder = run_dir / (EXPORT_DIR + "/merged" if method.uses_peft else TRAINED_DIR)
         return str(folder) if (folder / "config.json").exists() else None
-    if model_cfg.source == "tiny":
-        return None
-    from astra_repro.models import model_location
-
-    return model_location(model_cfg)
+    return saved_model_folder(model_cfg)
 
 
 def evaluate_stage(plan, target: EvalTarget, run_dir: Path) -> tuple[dict, dict, dict]:
@@ -398,7 +394,7 @@ def evaluate_stage(plan, target: EvalTarget, run_dir: Path) -> tuple[dict, dict,
             result = evaluator_cls(task_evaluators[name], recipe).evaluate(target)
             metrics[name] = result.metrics
             info[name] = dict(
-                result.info, primary_metric=getattr(evaluator_cls, "primary_metric", "accuracy"),
+                result.info, primary_metric=evaluator_cls.primary_metric,
                 seconds=round(time.time() - started, 2),
             )
             versions[name] = evaluator_cls.version
@@ -411,13 +407,14 @@ def evaluate_stage(plan, target: EvalTarget, run_dir: Path) -> tuple[dict, dict,
 
 
 def print_metrics(record: dict) -> None:
+    label = record.get("method_label", record.get("method"))
     for evaluator, values in record.get("metrics", {}).items():
         info = record.get("eval_data", {}).get(evaluator, {})
         if not values:
-            print(f"[astra_repro] {record.get('method_label', record.get('method'))} {evaluator}: not scored ({info.get('skipped') or info.get('scoring_error') or 'no metrics'})")
+            print(f"[astra_repro] {label} {evaluator}: not scored ({info.get('skipped') or info.get('scoring_error') or 'no metrics'})")
             continue
         shown = ", ".join(f"{k}={v:.2f}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in values.items())
-        print(f"[astra_repro] {record.get('method_label', record.get('method'))} {evaluator}: {shown}  (data: {info.get('data_source', '?')})")
+        print(f"[astra_repro] {label} {evaluator}: {shown}  (data: {info.get('data_source', '?')})")
 
 
 def software_versions() -> dict:
