@@ -89,16 +89,17 @@ class Glue(Evaluator):
             info.update(generation_info, model_kind="causal_lm", space_in_target=space_moved)
         soft = soft_predictions(logits, label_ids).tolist()
         label_logits = logits[:, label_ids].tolist()
-        metrics = glue_scores(task, soft, [g.strip() for g in generated], labels)
+        generated_labels = [parse_generated_label(task, g) for g in generated]
+        metrics = glue_scores(task, soft, generated_labels, labels)
         words = glue_sources.get_task(task).label_words
         predictions = [
             {
                 "evaluator": self.name, "prompt": prompt, "gold": words[y], "label_logits": dict(zip(words, row)),
                 "pred_soft": words[s] if s >= 0 else None, "generated": g,
-                "pred_generated": words[parse_generated_label(task, g)] if parse_generated_label(task, g) >= 0 else None,
+                "pred_generated": words[k] if k >= 0 else None,
                 "correct": s == y,
             }
-            for prompt, y, s, g, row in zip(prompts, labels, soft, generated, label_logits)
+            for prompt, y, s, g, k, row in zip(prompts, labels, soft, generated, generated_labels, label_logits)
         ]
         info.update(glue_task=task, n_eval=len(pairs), label_token_ids=dict(zip(words, label_ids)), max_new_tokens=max_new_tokens)
         return EvalResult(metrics=metrics, predictions=predictions, info=info)
