@@ -9,6 +9,7 @@ one runs.
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
@@ -48,6 +49,13 @@ class Evaluator(ABC):
 
     @abstractmethod
     def evaluate(self, target: EvalTarget) -> EvalResult: ...
+
+    def skipped(self, info: dict) -> EvalResult:
+        """No data for this benchmark: say so (printed and warned, `info["skipped"]` names the fix) and score
+        nothing, so the run's other evaluators still run."""
+        print(f"[astra_repro] {self.name} skipped: {info['skipped']}")
+        warnings.warn(info["skipped"])
+        return EvalResult(metrics={}, predictions=[], info=info)
 
     def generate(
         self,

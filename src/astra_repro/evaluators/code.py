@@ -99,9 +99,7 @@ class CodeEvaluator(Evaluator):
         cfg = self.cfg
         problems, info = load_code_problems(self.dataset, cfg.get("path"))
         if problems is None:
-            print(f"[astra_repro] {self.name} skipped: {info['skipped']}")
-            warnings.warn(info["skipped"])
-            return EvalResult(metrics={}, predictions=[], info=info)
+            return self.skipped(info)
         task_ids, prompts, prompt_source = self.select_prompts(problems, per_recipe(cfg.get("n"), self.recipe))
         outputs, generation_info = self.generate(
             target, prompts, max_new_tokens=per_recipe(cfg.max_new_tokens, self.recipe),

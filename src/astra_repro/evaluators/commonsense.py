@@ -290,9 +290,7 @@ class CommonsenseEvaluator(Evaluator):
             raise ConfigError(f"{self.name}: n must be a positive integer or null (all), got {n!r}")
         task, info = self.choose_task(n)
         if task is None:
-            print(f"[astra_repro] {self.name} skipped: {info['skipped']}")
-            warnings.warn(info["skipped"])
-            return EvalResult(metrics={}, predictions=[], info=info)
+            return self.skipped(info)
         lm, lm_info = lm_for(target, per_recipe(self.cfg.get("batch_size", 16), self.recipe))
         metrics, predictions = score(lm, task, n, self.name)
         info.update(n_eval=len(predictions), lm_eval_version=version, num_fewshot=0, **lm_info)
