@@ -29,6 +29,7 @@ methods: install
 	$(PY) -m astra_repro.methods
 
 bench: install
+	$(PY) scripts/bench_calibration.py --compare
 	$(PY) scripts/bench.py
 
 clean-runs:

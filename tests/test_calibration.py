@@ -183,7 +183,7 @@ def test_input_hook_gives_input_dimension(tiny_model):
 SPEC_ALTERNATIVES = dict(
     source="wikitext2", n_samples=9, seq_len=33, batch_size=2, seed=7, prompt="training", padding="none",
     include_padding=False, normalize="none", center=True, accumulate_dtype="float32", where="input",
-    padding_side="left", path="/nonexistent/wiki.txt", seq2seq_forward="source_only",
+    padding_side="left", path="/nonexistent/wiki.txt", seq2seq_forward="source_only", algorithm="direct",
 )
 
 

@@ -31,6 +31,11 @@ def test_method_trains_one_step_and_records(name):
         assert record["n_trainable_params"] == 0
     if method.uses_peft and method.trains:
         assert (run_dir / "export" / "merged" / "config.json").exists()
+    if method.needs_calibration:  # the record says what calibration and the decompositions cost
+        calibration, eigen = record["init"]["calibration"], record["init"]["eigen"]
+        assert calibration["calibration_s"] > 0 and calibration["samples_per_s"] > 0 and calibration["samples"] > 0
+        assert calibration["calibration_peak_gb"] >= 0 and 0 < eigen["eigen_s"] <= eigen["layers_s"]
+        assert eigen["layers_peak_gb"] >= 0
 
 
 RESIDUAL = [name for name, cls in METHODS if cls.residual_modifying]

@@ -14,24 +14,37 @@ layer's rows are masked with the mask of the sequence it runs over (`models.acti
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from astra_repro.calibration.cache import calibration_cache_key, calibration_key_payload, load_cached, save_cached
+from astra_repro.calibration.cache import (
+    cache_path,
+    calibration_cache_key,
+    calibration_key_payload,
+    load_cached,
+    save_cached,
+)
 from astra_repro.calibration.data import build_samples, iterate_model_batches, load_wikitext2_lines
 from astra_repro.calibration.spec import CalibrationSpec
 from astra_repro.calibration.statistics import (
+    FAST_DTYPES,
     ActivationRecorder,
     CovarianceAccumulator,
+    LayerStatistics,
+    Spectrum,
+    StopForward,
     effective_rank,
     eigen_decompose,
     find_target_linears,
+    spectrum,
 )
 from astra_repro.errors import ConfigError
 from astra_repro.models import activation_stream, is_seq2seq
+from astra_repro.profiling import StageMeter
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +56,7 @@ def collect_covariances(
     spec: CalibrationSpec,
     target_modules: Sequence[str],
     cache_identity: Mapping | None = None,
+    report: dict | None = None,
 ) -> dict[str, torch.Tensor]:
     """Module name (as in the plain model, e.g. "model.layers.0.self_attn.q_proj") -> fp32 CPU covariance of that
     layer's outputs (spec.where="output") or inputs ("input"), computed as the reference does (see statistics.py).
@@ -50,7 +64,25 @@ def collect_covariances(
     `records` are dicts with "instruction" and "output" (ignored for source="wikitext2"); for an encoder-decoder
     they are the (encoder input x, target y) texts exactly as the task trains on them. `target_modules` are
     PEFT-style names (suffixes like "q_proj" or full module names). A second call with the same key loads the cache.
+    Materialises every d_out x d_out matrix: an init should use `collect_statistics` + `spectrum` layer by layer.
     """
+    statistics = collect_statistics(model, tokenizer, records, spec, target_modules, cache_identity, report)
+    layers = find_target_linears(model, target_modules)
+    return {name: statistics.pop(name).covariance(layers[name].weight) for name in list(statistics)}
+
+
+def collect_statistics(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    records: Sequence[dict],
+    spec: CalibrationSpec,
+    target_modules: Sequence[str],
+    cache_identity: Mapping | None = None,
+    report: dict | None = None,
+) -> dict[str, LayerStatistics]:
+    """Module name -> LayerStatistics (see statistics.py): what `collect_covariances` returns, kept on the input
+    side for layers with more outputs than inputs under the fast algorithm. `report`, when given, receives
+    report["calibration"] = seconds, samples/s, extra peak memory, whether the cache answered, the cache file."""
     layers = find_target_linears(model, target_modules)
     if not layers:
         raise ConfigError(f"no nn.Linear in the model matches target_modules {list(target_modules)}; fix model.target_modules")
@@ -79,10 +111,14 @@ def collect_covariances(
         extra["seq2seq"] = {"decoder_start_token_id": start_id, "pad": tokenizer.pad_token_id}
     payload = calibration_key_payload(spec, layers, cache_identity, samples.n_pool, extra)
     key = calibration_cache_key(spec, layers, cache_identity, samples.n_pool, extra)
-    cached = load_cached(key)
+    meter = StageMeter(first_param.device)
+    with meter:
+        cached = load_cached(key)
     if cached is not None:
         if set(cached) != set(layers):
             raise RuntimeError(f"calibration cache {key} holds other layers than the targets; delete it")
+        if report is not None:
+            report["calibration"] = {"cached": True, "cache_file": str(cache_path(key)), **meter.as_record("calibration")}
         return cached
 
     if seq2seq:
@@ -104,38 +140,74 @@ def collect_covariances(
             len(layers),
         )
     streams = {name: activation_stream(model, name) for name in layers}
-    recorder = ActivationRecorder(layers, spec, accumulate_dtype, streams)
+    with meter:
+        recorder = ActivationRecorder(layers, spec, accumulate_dtype, streams)
+        run_calibration_pass(model, recorder, samples, spec, tokenizer, start_id)
+        statistics = recorder.statistics()
+        save_cached(key, statistics, payload)
+    kinds = Counter(stats.kind for stats in statistics.values())
+    log.info(
+        "calibration: %d samples in %.1f s (%.2f samples/s), +%.2f GB peak; %s",
+        len(samples), meter.seconds, len(samples) / max(meter.seconds, 1e-9), meter.extra_peak_gb,
+        ", ".join(f"{n} layers {kind}" for kind, n in sorted(kinds.items())),
+    )
+    if report is not None:
+        report["calibration"] = {
+            "cached": False,
+            "cache_file": str(cache_path(key)),
+            "algorithm": spec.algorithm if accumulate_dtype in FAST_DTYPES else "direct",
+            "samples": len(samples),
+            "samples_per_s": round(len(samples) / max(meter.seconds, 1e-9), 3),
+            "statistics_kinds": dict(kinds),
+            "forward_cut_after": recorder.stop_after,
+            **meter.as_record("calibration"),
+        }
+    return statistics
+
+
+def run_calibration_pass(model, recorder: ActivationRecorder, samples, spec: CalibrationSpec, tokenizer, start_id) -> None:
+    """One forward pass over every sample with the recorder's hooks on, in eval mode, with a progress bar
+    (samples/s and ETA). Under the fast algorithm the pass stops after the last target layer once the first batch
+    has shown that every target runs exactly once per forward (the LM head's logits are never needed)."""
     was_training = model.training
     model.eval()
-    device = first_param.device
-    if seq2seq:
+    device = next(model.parameters()).device
+    if is_seq2seq(model):
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else start_id
     else:
         pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
-    n_batches = -(-len(samples) // spec.batch_size)
+    progress = tqdm(total=len(samples), desc="calibration", unit="sample", leave=False, dynamic_ncols=True)
     try:
         with torch.no_grad():
-            for inputs, row_masks in tqdm(
-                iterate_model_batches(samples, spec.batch_size, pad_id), total=n_batches, desc="calibration", leave=False
-            ):
+            for index, (inputs, row_masks) in enumerate(iterate_model_batches(samples, spec.batch_size, pad_id)):
                 recorder.row_masks = {stream: mask.to(device) for stream, mask in row_masks.items()}
-                model(**{k: None if v is None else v.to(device) for k, v in inputs.items()}, use_cache=False)
+                try:
+                    model(**{k: None if v is None else v.to(device) for k, v in inputs.items()}, use_cache=False)
+                except StopForward:
+                    pass
+                if index == 0 and spec.algorithm == "fast":
+                    order = recorder.call_order
+                    if len(order) == len(set(order)) == len(recorder.accumulators):
+                        recorder.stop_after = order[-1]
+                progress.update(int(inputs["input_ids"].shape[0]))
     finally:
+        progress.close()
         recorder.remove()
         model.train(was_training)
-    covariances = recorder.results()
-    save_cached(key, covariances, payload)
-    return covariances
 
 
 __all__ = [
     "CalibrationSpec",
     "CovarianceAccumulator",
+    "LayerStatistics",
+    "Spectrum",
     "calibration_cache_key",
     "calibration_key_payload",
     "collect_covariances",
+    "collect_statistics",
     "effective_rank",
     "eigen_decompose",
     "find_target_linears",
     "load_wikitext2_lines",
+    "spectrum",
 ]

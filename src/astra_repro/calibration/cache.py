@@ -20,12 +20,13 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from astra_repro.calibration.spec import CalibrationSpec
+from astra_repro.calibration.statistics import LayerStatistics
 from astra_repro.paths import cache_dir
 from astra_repro.runs import canonical_json
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1  # bump when the statistics code changes what it computes
+CACHE_FORMAT = 2  # 2: per-layer LayerStatistics blobs (kind, matrix, counts). Bump when the statistics code changes what it computes
 
 
 def calibration_key_payload(
@@ -64,21 +65,30 @@ def cache_path(key: str) -> Path:
     return cache_dir() / "calibration" / f"{key}.pt"
 
 
-def load_cached(key: str) -> dict[str, torch.Tensor] | None:
+def load_cached(key: str) -> dict[str, LayerStatistics] | None:
+    """The cached statistics, or None when absent, unreadable or of another format (then recomputed and replaced)."""
     path = cache_path(key)
     if not path.exists():
         return None
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    log.info("calibration: loaded cached statistics %s (%d layers)", path, len(blob["covariances"]))
-    return blob["covariances"]
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if blob.get("format") != CACHE_FORMAT:
+            raise ValueError(f"format {blob.get('format')} (this code writes {CACHE_FORMAT})")
+        statistics = {name: LayerStatistics.from_blob(layer) for name, layer in blob["statistics"].items()}
+    except Exception as err:  # a truncated or foreign file must not stop a run: it is rebuilt
+        log.warning("calibration: ignoring unreadable cache %s (%s); recomputing", path, err)
+        return None
+    log.info("calibration: loaded cached statistics %s (%d layers)", path, len(statistics))
+    return statistics
 
 
-def save_cached(key: str, covariances: dict[str, torch.Tensor], payload: dict) -> Path:
+def save_cached(key: str, statistics: dict[str, LayerStatistics], payload: dict) -> Path:
     """Write atomically (tmp file + rename) so an interrupted run never leaves a half-written cache."""
     path = cache_path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save({"format": CACHE_FORMAT, "key_payload": canonical_json(payload), "covariances": covariances}, tmp)
+    blobs = {name: stats.to_blob() for name, stats in statistics.items()}
+    torch.save({"format": CACHE_FORMAT, "key_payload": canonical_json(payload), "statistics": blobs}, tmp)
     os.replace(tmp, path)
     log.info("calibration: saved statistics to %s", path)
     return path

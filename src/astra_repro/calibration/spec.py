@@ -24,6 +24,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "accumulate_dtype": ("model", "float32"),
     "where": ("output", "input"),
     "seq2seq_forward": ("teacher_forced", "source_only"),
+    "algorithm": ("fast", "direct"),
 }
 
 # Method option name -> spec field. A data-driven method may override these stage defaults in its own YAML.
@@ -59,6 +60,10 @@ class CalibrationSpec:
     # so every decoder layer sees real activations; "source_only": x -> encoder, the decoder gets only its start token
     # (the step GLUE scoring reads; no gold label enters the statistics). Ignored for causal LMs.
     seq2seq_forward: str = "teacher_forced"
+    # How the statistics are computed, not what they are: "fast" (input-side statistics where a layer has more
+    # outputs than inputs, batched GEMMs, shared Gram matrices, the forward cut after the last target layer) or
+    # "direct" (sample by sample, as the reference). Equal to fp32 rounding; bf16 accumulation always runs "direct".
+    algorithm: str = "fast"
 
     def __post_init__(self) -> None:
         for name, valid in CHOICES.items():

@@ -23,9 +23,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from peft import get_peft_model
 
-from astra_repro.calibration import CalibrationSpec, collect_covariances, eigen_decompose
+from astra_repro.calibration import CalibrationSpec, LayerStatistics, collect_statistics, spectrum
 from astra_repro.errors import ConfigError
 from astra_repro.methods.base import InitContext, Method, install_low_rank_init, lora_layers, register_method
+from astra_repro.profiling import StageMeter, Stopwatch
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,8 @@ class Astra(Method):
             # DoRA's magnitude is computed from W before the residual is subtracted: the pair is not defined.
             raise ConfigError("astra does not combine with DoRA; set method.use_dora=false")
         spec = CalibrationSpec.from_config(ctx.calibration, ctx.options, where="output")
-        covariances = collect_covariances(
-            model, ctx.tokenizer, ctx.train_records, spec, ctx.hp.target_modules, ctx.cache_identity
+        statistics = collect_statistics(
+            model, ctx.tokenizer, ctx.train_records, spec, ctx.hp.target_modules, ctx.cache_identity, ctx.report
         )
         peft_model = get_peft_model(model, self.lora_config(ctx, model))
         layers = lora_layers(peft_model)
@@ -144,30 +145,52 @@ class Astra(Method):
                 stacklevel=2,
             )
         selections = {}
-        for name, layer in layers.items():
-            if name not in covariances:
-                raise RuntimeError(f"no calibration statistics for adapted layer {name}")
-            selections[name] = self._init_layer(name, layer, covariances[name], opts, ctx.seed)
+        device = next(peft_model.parameters()).device
+        eigen = Stopwatch(device)
+        with StageMeter(device) as meter:
+            for name, layer in layers.items():
+                if name not in statistics:
+                    raise RuntimeError(f"no calibration statistics for adapted layer {name}")
+                # Popped: each layer's statistics are freed as soon as its factors are installed.
+                selections[name] = self._init_layer(name, layer, statistics.pop(name), opts, ctx.seed, eigen)
+        # eigen_s: the decompositions alone; layers_s adds forming A = VᵀW and writing the factors and residuals.
+        ctx.report["eigen"] = {"layers": len(selections), "eigen_s": round(eigen.seconds, 3),
+                               **meter.as_record("layers")}
+        log.info("astra: %d eigen-decompositions in %.1f s, with factors and residuals %.1f s",
+                 len(selections), eigen.seconds, meter.seconds)
         summary = summarize_selection(selections)
         for layer_type, row in summary.items():
             log.info(
                 "astra %s: %s eigenvalues, percentiles %.1f-%.1f%% of the ascending spectrum, %.1f%% of the energy",
                 layer_type, opts["subspace"], row["percentile_low"], row["percentile_high"], 100 * row["energy_fraction"],
             )
+        degenerate = {t: row["null_columns"] for t, row in summary.items() if row["null_columns"]}
+        if degenerate:
+            log.warning(
+                "astra subspace=%s selects directions with structurally zero eigenvalue in %s (layers with more outputs "
+                "than inputs): there A = VᵀW = 0 and B is a fixed basis of the null space, see docs/astra_fidelity.md D13",
+                opts["subspace"], ", ".join(f"{t} ({n} columns)" for t, n in degenerate.items()),
+            )
         ctx.report["astra"] = {**opts, "selection_label": self.selection_label(opts), "calibration": spec.as_dict()}
         ctx.report["astra_selected_percentiles"] = summary
         return peft_model
 
     @torch.no_grad()
-    def _init_layer(self, name: str, layer: torch.nn.Module, covariance: torch.Tensor, opts: dict, seed: int) -> dict:
-        weight = layer.get_base_layer().weight
+    def _init_layer(self, name: str, layer: torch.nn.Module, stats: LayerStatistics, opts: dict, seed: int,
+                    eigen: Stopwatch) -> dict:
+        base = layer.get_base_layer()
+        weight = base.weight
         dim, rank = weight.shape[0], layer.r["default"]
-        if covariance.shape != (dim, dim):
-            raise RuntimeError(f"covariance of {name} is {tuple(covariance.shape)}, expected ({dim}, {dim})")
-        eigvals, eigvecs = eigen_decompose(covariance.to(weight.device))
+        side = weight.shape[1] if stats.kind == "output_via_input" else dim
+        if stats.matrix.shape != (side, side):
+            raise RuntimeError(f"statistics of {name} are {tuple(stats.matrix.shape)}, expected ({side}, {side})")
         # A per-layer seed (stable across processes, unlike hash()) so "random" draws different columns per layer.
         columns = select_columns(opts["subspace"], dim, rank, opts["window_start"], seed + zlib.crc32(name.encode()))
-        V = eigvecs[:, columns.to(eigvecs.device)]
+        with eigen:
+            # Eigenpairs of the output covariance, ascending; its null space gets a fixed basis (D13).
+            decomposition = spectrum(stats, weight, has_bias=base.bias is not None)
+            V = decomposition.vectors(columns)
+        eigvals = decomposition.eigvals
         A = V.T @ weight.float()
         scaling = float(layer.scaling["default"])
         residual_scale = scaling if opts["residual_scaling"] == "alpha_over_r" else 1.0
@@ -176,6 +199,8 @@ class Astra(Method):
         total = eigvals.clamp_min(0).sum()
         return {
             "dim": dim,
+            "null_dim": decomposition.n_null,
+            "null_columns": int((columns < decomposition.n_null).sum()),
             "columns_low": int(columns.min()),
             "columns_high": int(columns.max()),
             "eigval_low": float(selected.min()),
@@ -199,5 +224,9 @@ def summarize_selection(selections: dict[str, dict]) -> dict[str, dict]:
             "eigval_low": min(r["eigval_low"] for r in rows),
             "eigval_high": max(r["eigval_high"] for r in rows),
             "energy_fraction": sum(r["energy_fraction"] for r in rows) / len(rows),
+            # Columns taken from the structural null space of the output covariance (d_out > d_in): zero eigenvalue,
+            # so A = VᵀW = 0 there and B is a fixed basis of directions the layer can never output (D13).
+            "null_dim": max(r["null_dim"] for r in rows),
+            "null_columns": sum(r["null_columns"] for r in rows),
         }
     return summary

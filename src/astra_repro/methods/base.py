@@ -152,7 +152,11 @@ def install_low_rank_init(
         raise ValueError(f"init factors {tuple(B.shape)}x{tuple(A.shape)} do not fit lora_B {tuple(b_param.shape)} / lora_A {tuple(a_param.shape)}")
     a_param.copy_(A.to(a_param.dtype))
     b_param.copy_(B.to(b_param.dtype))
-    if residual_scale != 0:
+    if residual_scale == 0:
+        return
+    if weight.dtype == torch.float32:  # in place: no weight-sized temporaries (they dominate a small model's init)
+        weight.addmm_(b_param, a_param, alpha=-residual_scale)
+    else:
         delta = residual_scale * (b_param.float() @ a_param.float())
         weight.copy_((weight.float() - delta).to(weight.dtype))
 

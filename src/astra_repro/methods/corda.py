@@ -27,6 +27,7 @@ import torch
 
 from astra_repro.errors import ConfigError
 from astra_repro.methods.base import InitContext, Method, lora_layers, register_method
+from astra_repro.profiling import StageMeter, Stopwatch
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class CorDA(Method):
         if spec.source == "task" and not records:
             raise ConfigError("CorDA needs the task's training records for calibration; the task produced none")
         identity = dict(ctx.cache_identity or {})
-        return collect_covariances(model, ctx.tokenizer, records, spec, list(ctx.hp.target_modules), identity)
+        return collect_covariances(model, ctx.tokenizer, records, spec, list(ctx.hp.target_modules), identity, ctx.report)
 
     def initialize(self, model: torch.nn.Module, ctx: InitContext) -> torch.nn.Module:
         from peft import get_peft_model
@@ -84,24 +85,30 @@ class CorDA(Method):
         config = self.lora_config(ctx, model, init_lora_weights="corda", corda_config=CordaConfig(corda_method=mode))
         ranks = {}
         spectrum = {}
-        try:
-            for name, module in model.named_modules():
-                if not (isinstance(module, torch.nn.Linear) and LoraModel._check_target_module_exists(config, name)):
-                    continue
-                if name not in covariances:
-                    raise RuntimeError(f"CorDA: calibration produced no covariance for {name}")
-                r = config.r
-                module.eigens = corda_eigens(module.weight, covariances.pop(name), r, mode)
-                ranks[name] = r
-                spectrum[name] = [float(module.eigens.S_WC.min()), float(module.eigens.S_WC.max())]
-            # PEFT's corda_init reads module.eigens: A = sqrt(S/s) Vᵀ, B = U sqrt(S/s), W -= s B A; then drops eigens.
-            peft_model = get_peft_model(model, config)
-        finally:
-            for module in model.modules():
-                if hasattr(module, "eigens"):
-                    del module.eigens
+        device = next(model.parameters()).device
+        eigen = Stopwatch(device)
+        with StageMeter(device) as meter:
+            try:
+                for name, module in model.named_modules():
+                    if not (isinstance(module, torch.nn.Linear) and LoraModel._check_target_module_exists(config, name)):
+                        continue
+                    if name not in covariances:
+                        raise RuntimeError(f"CorDA: calibration produced no covariance for {name}")
+                    r = config.r
+                    with eigen:  # damping, inverse and SVD of W·C: CorDA's decomposition
+                        module.eigens = corda_eigens(module.weight, covariances.pop(name), r, mode)
+                    ranks[name] = r
+                    spectrum[name] = [float(module.eigens.S_WC.min()), float(module.eigens.S_WC.max())]
+                # PEFT's corda_init reads module.eigens: A = sqrt(S/s) Vᵀ, B = U sqrt(S/s), W -= s B A; drops eigens.
+                peft_model = get_peft_model(model, config)
+            finally:
+                for module in model.modules():
+                    if hasattr(module, "eigens"):
+                        del module.eigens
         missing = set(ranks) - set(lora_layers(peft_model))
         if missing:
             raise RuntimeError(f"CorDA: layers without adapters after init: {sorted(missing)[:3]}")
         ctx.report["corda"] = {"mode": mode, "selected_singular_value_range": spectrum}
+        # eigen_s: the decompositions alone; layers_s adds PEFT's factor and residual writes.
+        ctx.report["eigen"] = {"layers": len(ranks), "eigen_s": round(eigen.seconds, 3), **meter.as_record("layers")}
         return peft_model

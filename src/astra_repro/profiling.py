@@ -1,0 +1,91 @@
+"""Wall time and peak memory of a stage, for run records and benchmarks.
+
+CPU: peak resident memory above the level at entry, sampled by a background thread (every 5 ms; a spike shorter
+than that can be missed). CUDA: the caching allocator's peak above the allocation at entry (exact).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+
+import torch
+
+
+def resident_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux: the process's lifetime peak is the best there is
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class StageMeter:
+    """with StageMeter(device) as meter: ...  ->  meter.seconds, meter.extra_peak_gb"""
+
+    def __init__(self, device: torch.device | str = "cpu", interval_s: float = 0.005):
+        self.device = torch.device(device)
+        self.interval_s = interval_s
+        self.seconds = 0.0
+        self.extra_peak_gb = 0.0
+
+    def __enter__(self) -> "StageMeter":
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start_bytes = torch.cuda.memory_allocated(self.device)
+        else:
+            self._start_bytes = resident_bytes()
+            self._peak = self._start_bytes
+            self._running = True
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        self._t0 = time.perf_counter()
+        return self
+
+    def _sample(self) -> None:
+        while self._running:
+            self._peak = max(self._peak, resident_bytes())
+            time.sleep(self.interval_s)
+
+    def __exit__(self, *exc) -> bool:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._running = False
+            self._thread.join()
+            peak = max(self._peak, resident_bytes())
+        self.seconds = time.perf_counter() - self._t0
+        self.extra_peak_gb = max(0, peak - self._start_bytes) / 2**30
+        return False
+
+    def as_record(self, prefix: str) -> dict:
+        return {f"{prefix}_s": round(self.seconds, 3), f"{prefix}_peak_gb": round(self.extra_peak_gb, 3)}
+
+
+class Stopwatch:
+    """Accumulated wall time of the blocks run under `with stopwatch:` (CUDA synchronised at both ends)."""
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.seconds = 0.0
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def __enter__(self) -> "Stopwatch":
+        self._sync()
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._sync()
+        self.seconds += time.perf_counter() - self._t0
+        return False
