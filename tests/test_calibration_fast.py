@@ -386,3 +386,15 @@ def test_fast_equals_direct_on_the_embedded_model(subspace, tmp_path_factory, mo
     undetermined = assert_same_init(load, results["fast"], results["direct"], contexts["fast"], contexts["direct"])
     if subspace == "largest":
         assert undetermined == 0
+
+
+def test_calibration_shows_progress_with_rate_and_eta(tiny_model, capsys):
+    import time
+
+    model, tokenizer = tiny_model
+    model.register_forward_pre_hook(lambda *a: time.sleep(0.15))  # slow enough for the bar to refresh
+    spec = CalibrationSpec(source="task", n_samples=4, seq_len=24, seed=42)
+    collect_statistics(model, tokenizer, make_records(), spec, ["up_proj"], {})
+    err = capsys.readouterr().err
+    assert "calibration:" in err and "/4 [" in err and "sample/s]" in err  # done/total, rate
+    assert "<00:0" in err and "?sample/s" not in err.rsplit("calibration:", 1)[-1]  # an ETA, and a measured rate

@@ -95,7 +95,46 @@ class LayerStatistics:
         return cls(blob["kind"], blob["matrix"], int(blob["n_samples"]), int(blob["n_rows"]), bool(blob["centered"]))
 
 
-class CovarianceAccumulator:
+class RunningSecondMoment:
+    """A running Σ_i Z_iᵀZ_i over samples (Z_i = sample i's rows / s_i), the Σ of rows centring needs, and the
+    counts; `result()` forms the reference's matrix from them once."""
+
+    def __init__(self, dim: int, dtype: torch.dtype, device: torch.device | str, normalize: str, center: bool):
+        self.dim = dim
+        self.dtype = dtype
+        self.normalize = normalize
+        self.center = center
+        self.second_moment = torch.zeros(dim, dim, dtype=dtype, device=device)
+        self.row_sum = torch.zeros(dim, dtype=torch.float64, device=device) if center else None
+        self.n_samples = 0
+        self.n_rows = 0
+        self.final: torch.Tensor | None = None
+
+    def result(self) -> torch.Tensor:
+        """fp32 CPU matrix: (Σ_i Z_iᵀZ_i − n_rows·μμᵀ if centred) / n_samples, μ = token-level mean of the rows.
+        Formed once, in place (no second copy is ever held); later calls return the same matrix."""
+        if self.final is not None:
+            return self.final
+        if self.n_samples == 0:
+            raise ValueError("no calibration rows reached this layer")
+        if not self.center:
+            # Divided in the accumulation dtype, as the reference's `C /= count` (bf16 under its scripts).
+            C = self.second_moment.div_(self.n_samples)
+        else:
+            # Centring with the token-level mean μ over every row used (after normalisation) and the same division
+            # by the number of samples as the uncentred reference, so center=True/False differ only by the mean term:
+            # C = Σ_rows (y−μ)(y−μ)ᵀ / n_samples (in float64: centring cancels most of the second moment).
+            mean = self.row_sum / self.n_rows
+            C = (self.second_moment.double() - self.n_rows * torch.outer(mean, mean)).div_(self.n_samples)
+        self.second_moment = None
+        C = C.float().cpu()
+        if not torch.isfinite(C).all():
+            raise FloatingPointError("non-finite calibration statistics (an activation was inf or NaN)")
+        self.final = C
+        return C
+
+
+class CovarianceAccumulator(RunningSecondMoment):
     """Running Σ_i Y_iᵀY_i / s_i² over samples, plus what centring needs (Σ rows / s_i, number of rows).
 
     `update(Y, row_mask)` takes one batch: Y (batch, positions, d), row_mask (batch, positions) bool marking the
@@ -105,16 +144,8 @@ class CovarianceAccumulator:
 
     def __init__(self, dim: int, dtype: torch.dtype, device: torch.device | str, normalize: str, center: bool,
                  batched: bool = False):
-        self.dim = dim
-        self.dtype = dtype
-        self.normalize = normalize
-        self.center = center
+        super().__init__(dim, dtype, device, normalize, center)
         self.batched = batched and dtype in FAST_DTYPES
-        self.second_moment = torch.zeros(dim, dim, dtype=dtype, device=device)
-        self.row_sum = torch.zeros(dim, dtype=torch.float64, device=device) if center else None
-        self.n_samples = 0
-        self.n_rows = 0
-        self.final: torch.Tensor | None = None
 
     @torch.no_grad()
     def update(self, Y: torch.Tensor, row_mask: "torch.Tensor | Rows") -> None:
@@ -160,44 +191,15 @@ class CovarianceAccumulator:
         self.n_samples += rows.n_samples
         self.n_rows += rows.n_rows
 
-    def result(self) -> torch.Tensor:
-        """fp32 CPU matrix: (Σ_i Y_iᵀY_i − n_rows·μμᵀ if centred) / n_samples, μ = token-level mean of the rows.
-        Formed once, in place (no second copy is ever held); later calls return the same matrix."""
-        if self.final is not None:
-            return self.final
-        if self.n_samples == 0:
-            raise ValueError("no calibration rows reached this layer")
-        if not self.center:
-            # Divided in the accumulation dtype, as the reference's `C /= count` (bf16 under its scripts).
-            C = self.second_moment.div_(self.n_samples)
-        else:
-            # Centring with the token-level mean μ over every row used (after normalisation) and the same division
-            # by the number of samples as the uncentred reference, so center=True/False differ only by the mean term:
-            # C = Σ_rows (y−μ)(y−μ)ᵀ / n_samples. (Eigenvectors do not depend on the overall scale.)
-            mean = self.row_sum / self.n_rows
-            C = (self.second_moment.double() - self.n_rows * torch.outer(mean, mean)).div_(self.n_samples)
-        self.second_moment = None
-        C = C.float().cpu()
-        if not torch.isfinite(C).all():
-            raise FloatingPointError("non-finite calibration statistics (an activation was inf or NaN)")
-        self.final = C
-        return C
 
-
-class InputSideAccumulator:
+class InputSideAccumulator(RunningSecondMoment):
     """Fast path: Σ_i w_i X_iᵀX_i (+ Σ_i sqrt(w_i) Σ_rows x for centring) from per-sample Gram matrices shared by
     the layers that read the same input. w_i = 1/s_i², s_i the absmax scale of the layer's output (kind
     "output_via_input") or of its input (kind "input")."""
 
     def __init__(self, kind: str, dim: int, dtype: torch.dtype, device, normalize: str, center: bool):
+        super().__init__(dim, dtype, device, normalize, center)
         self.kind = kind
-        self.normalize = normalize
-        self.center = center
-        self.second_moment = torch.zeros(dim, dim, dtype=dtype, device=device)
-        self.row_sum = torch.zeros(dim, dtype=torch.float64, device=device) if center else None
-        self.n_samples = 0
-        self.n_rows = 0
-        self.final: torch.Tensor | None = None
 
     @torch.no_grad()
     def update(self, gram: "BatchGram", scaled_by: torch.Tensor) -> None:
@@ -216,22 +218,6 @@ class InputSideAccumulator:
                 self.row_sum.add_(gram.row_sums[i], alpha=factor)
         self.n_samples += rows.n_samples
         self.n_rows += rows.n_rows
-
-    def result(self) -> torch.Tensor:
-        if self.final is not None:
-            return self.final
-        if self.n_samples == 0:
-            raise ValueError("no calibration rows reached this layer")
-        M = self.second_moment
-        self.second_moment = None
-        if self.center:  # the mean term in float64: centring cancels most of the second moment
-            mean = self.row_sum / self.n_rows
-            M = (M.double() - self.n_rows * torch.outer(mean, mean)).float()
-        M = M.div_(self.n_samples).float().cpu()
-        if not torch.isfinite(M).all():
-            raise FloatingPointError("non-finite calibration statistics (an activation was inf or NaN)")
-        self.final = M
-        return M
 
 
 @dataclass
