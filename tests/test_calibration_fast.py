@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from astra_repro.calibration import CalibrationSpec, collect_covariances, collect_statistics
 from astra_repro.calibration.cache import cache_path
+from astra_repro.errors import ConfigError
 from astra_repro.calibration.statistics import (
     InputSideSpectrum,
     LayerStatistics,
@@ -253,8 +254,43 @@ def test_a_non_finite_activation_names_the_layer(tiny_model):
     with torch.no_grad():
         model.model.layers[1].mlp.gate_proj.weight[0, 0] = float("nan")
     spec = CalibrationSpec(source="task", n_samples=3, seq_len=24, seed=42)
-    with pytest.raises(FloatingPointError, match="layers.1.mlp.gate_proj"):
+    with pytest.raises(ConfigError, match=r"^calibration: layer model\.layers\.1\.mlp\.gate_proj: non-finite .*model\.dtype") as err:
         collect_statistics(model, tokenizer, make_records(), spec, ["gate_proj"], {})
+    assert "\n" not in str(err.value)
+
+
+def test_a_layer_without_counted_rows_is_a_clear_error(tiny_model):
+    model, tokenizer = tiny_model
+    model.model.unused_proj = torch.nn.Linear(64, 64)  # a target that never runs in the forward pass
+    spec = CalibrationSpec(source="task", n_samples=2, seq_len=24, seed=42)
+    with pytest.raises(ConfigError, match=r"no calibration rows reached this layer \(model\.unused_proj\).*target_modules"):
+        collect_statistics(model, tokenizer, make_records(), spec, ["unused_proj"], {})
+
+
+def test_two_runs_sharing_a_cache_entry_compute_it_once(tiny_model, monkeypatch):
+    """The second caller waits on the entry's lock, then loads what the first wrote."""
+    import threading
+
+    from astra_repro.calibration import statistics as stats_module
+
+    model, tokenizer = tiny_model
+    spec = CalibrationSpec(source="task", n_samples=3, seq_len=24, seed=42)
+    passes = []
+    original = stats_module.ActivationRecorder.__init__
+
+    def counting(self, *args, **kwargs):
+        passes.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(stats_module.ActivationRecorder, "__init__", counting)
+    reports = [{}, {}]
+    threads = [threading.Thread(target=collect_statistics, args=(model, tokenizer, make_records(), spec, ["up_proj"], {"x": 1}, r))
+               for r in reports]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(passes) == 1 and sorted(r["calibration"]["cached"] for r in reports) == [False, True]
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 from astra_repro.paths import results_dir
 
 METRICS_FILE = "metrics.json"
+FAILED_FILE = "FAILED"  # written when a run stops on an error: its message; removed when the run is started again
 
 
 def canonical_json(obj: Any) -> str:
@@ -71,3 +72,73 @@ def load_records(root: Path | None = None) -> list[dict]:
         record["run_dir"] = str(metrics_path.parent)
         records.append(record)
     return records
+
+
+# ------------------------------------------------------------------------------------------------- exclusive use
+LOCK_FILE = ".lock"
+
+
+class FolderLock:
+    """An exclusive advisory lock (fcntl.flock) on `folder/.lock`, released when the process ends however it ends
+    (the kernel drops it on exit, kill -9 included). `wait=False`: a second holder gets a ConfigError at once
+    (a run folder: a SLURM requeue racing the old task, a duplicated array index); `wait=True`: it blocks until
+    the first is done (a calibration cache entry: computed once, then loaded)."""
+
+    def __init__(self, folder: Path, what: str, wait: bool = False, name: str = LOCK_FILE):
+        self.path = Path(folder) / name
+        self.what = what
+        self.wait = wait
+        self.handle = None
+
+    def __enter__(self) -> "FolderLock":
+        import fcntl
+
+        from astra_repro.errors import ConfigError
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            self.handle.seek(0)
+            holder = self.handle.read().strip() or "another process"
+            self.handle.close()
+            raise ConfigError(
+                f"{self.what} {self.path.parent} is in use by {holder}; wait for it to finish (or stop it) and run again"
+            ) from None
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+        self.handle.flush()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        import fcntl
+
+        if self.handle is not None:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+        return False
+
+
+def check_disk(folder: Path, need_bytes: int, what: str) -> None:
+    """A clear error before hours of work when `folder` cannot be written or has less free space than needed."""
+    import shutil
+
+    from astra_repro.errors import ConfigError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test.", delete=True)
+        probe.write(b"x")
+        probe.flush()
+        probe.close()
+    except OSError as err:
+        raise ConfigError(f"cannot write to {folder} ({err.strerror or err}); set output_root=<a writable folder>") from None
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes:
+        raise ConfigError(
+            f"only {free / 2**30:.1f} GB free under {folder}, {what} needs about {need_bytes / 2**30:.1f} GB; "
+            "free space or set output_root=<a folder on a larger disk>"
+        )

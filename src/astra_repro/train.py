@@ -24,6 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from astra_repro import runs
+from astra_repro.config_check import check_run_config
 from astra_repro.errors import ConfigError
 from astra_repro.evaluators import EvalTarget, get_evaluator
 from astra_repro.methods import METHODS, HyperParams, InitContext, get_method
@@ -197,6 +198,16 @@ def check_targets_survive_truncation(features: list[dict], plan: dict) -> None:
         log.warning("%d of %d training examples have no response tokens left after truncation", empty, len(features))
 
 
+def disk_estimate(method, model, cfg: DictConfig) -> int:
+    """Bytes a run writes, roughly: the merged export, the saved residual of a residual-modifying init, and for
+    full fine-tuning `save_total_limit` checkpoints of weights + two AdamW moments; 256 MB for logs and records."""
+    model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    copies = 1 + int(method.residual_modifying)
+    if method.trains and not method.uses_peft:
+        copies += int(cfg.trainer.get("save_total_limit") or 1) * 3
+    return copies * model_bytes + (256 << 20)
+
+
 def count_parameters(model) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -204,6 +215,7 @@ def count_parameters(model) -> tuple[int, int]:
 
 
 def run(cfg: DictConfig) -> Path:
+    check_run_config(cfg)
     wall_start = time.time()
     plan = plan_run(cfg)
     method = get_method(plan["method"]["name"])
@@ -214,15 +226,32 @@ def run(cfg: DictConfig) -> Path:
         return run_dir
     if cfg.force and run_dir.exists() and world_rank() == 0:
         shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    runs.check_disk(run_dir, 0, "this run")  # writable (space is checked once the model's size is known)
     runs.atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plan)))
     print(f"[astra_repro] run folder: {run_dir}")
+    try:
+        if world_rank() != 0:  # the other ranks of a multi-process run share rank 0's folder
+            return run_stages(cfg, plan, method, run_dir, wall_start)
+        with runs.FolderLock(run_dir, "run folder"):  # two processes never write one run folder at once
+            return run_stages(cfg, plan, method, run_dir, wall_start)
+    except BaseException as err:  # the folder must not look like a run in progress or a finished one
+        busy = isinstance(err, ConfigError) and "is in use by" in str(err)
+        if world_rank() == 0 and not busy:
+            runs.atomic_write_text(run_dir / runs.FAILED_FILE, f"{type(err).__name__}: {err}\n")
+        raise
+
+
+def run_stages(cfg: DictConfig, plan: dict, method, run_dir: Path, wall_start: float) -> Path:
+    """Load, calibrate + init, train, export, evaluate and record into an existing run folder."""
+    (run_dir / runs.FAILED_FILE).unlink(missing_ok=True)  # a re-run after a fix starts clean
     timings: dict[str, float] = {}
 
     import transformers
 
     transformers.set_seed(plan["seed"])
     model, tokenizer = load_model(cfg.model)
+    if world_rank() == 0:  # before hours of work, not after: the folder is writable and has room for the outputs
+        runs.check_disk(run_dir, disk_estimate(method, model, cfg), "this run")
     task = get_task(cfg.task, plan["recipe"], model_kind(cfg.model))
     # Training uses the first n_train records in file order; calibration samples from the whole set, as the
     # reference does (protocol §1.1), so the pool is kept.

@@ -42,6 +42,7 @@ from astra_repro.calibration.statistics import (
     find_target_linears,
     spectrum,
 )
+from astra_repro import runs
 from astra_repro.errors import ConfigError
 from astra_repro.models import activation_stream, is_seq2seq
 from astra_repro.profiling import StageMeter
@@ -112,6 +113,13 @@ def collect_statistics(
     payload = calibration_key_payload(spec, layers, cache_identity, samples.n_pool, extra)
     key = calibration_cache_key(spec, layers, cache_identity, samples.n_pool, extra)
     meter = StageMeter(first_param.device)
+    # Two runs that need the same statistics compute them once: the second waits here, then loads the cache.
+    with runs.FolderLock(cache_path(key).parent, "calibration cache", wait=True, name=f".{key}.lock"):
+        return _collect_or_load(model, tokenizer, samples, spec, layers, key, payload, meter, accumulate_dtype,
+                                seq2seq, report)
+
+
+def _collect_or_load(model, tokenizer, samples, spec, layers, key, payload, meter, accumulate_dtype, seq2seq, report):
     with meter:
         cached = load_cached(key)
     if cached is not None:
@@ -140,10 +148,24 @@ def collect_statistics(
             len(layers),
         )
     streams = {name: activation_stream(model, name) for name in layers}
+    start_id = getattr(model.config, "decoder_start_token_id", None) if seq2seq else None
     with meter:
         recorder = ActivationRecorder(layers, spec, accumulate_dtype, streams)
-        run_calibration_pass(model, recorder, samples, spec, tokenizer, start_id)
-        statistics = recorder.statistics()
+        try:
+            run_calibration_pass(model, recorder, samples, spec, tokenizer, start_id)
+            statistics = recorder.statistics()
+        except FloatingPointError as err:
+            raise ConfigError(
+                f"{err}; the model gives inf/NaN on the calibration data (fp16 overflow? load the model in "
+                "float32 or bfloat16: model.dtype=...)"
+            ) from None
+        except ValueError as err:
+            if "no calibration rows" not in str(err):
+                raise
+            raise ConfigError(
+                f"calibration: {err}: the layer never ran in the forward pass or every position was masked out; "
+                "check model.target_modules, or set calibration.include_padding=true"
+            ) from None
         save_cached(key, statistics, payload)
     kinds = Counter(stats.kind for stats in statistics.values())
     log.info(

@@ -442,7 +442,10 @@ class ActivationRecorder:
         out = {}
         for name in list(self.accumulators):
             accumulator = self.accumulators.pop(name)
-            matrix = accumulator.result()
+            try:
+                matrix = accumulator.result()
+            except ValueError as err:
+                raise ValueError(f"{err} ({name})") from None
             out[name] = LayerStatistics(
                 self.kinds[name], matrix, accumulator.n_samples, accumulator.n_rows, centered=self.spec.center
             )

@@ -30,14 +30,43 @@ class SyntheticDataWarning(UserWarning):
 
 
 def read_json_records(path: str | Path) -> list[dict]:
-    """A .jsonl file (one object a line) or a .json file holding a list."""
+    """A .jsonl file (one object a line) or a .json file holding a list of objects. Anything else - a missing,
+    empty or non-UTF-8 file, a truncated or non-JSON line, a record that is not an object - is a one-line
+    ConfigError naming the file (and line)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise ConfigError(f"data file '{path}' does not exist; fix task.data.path (or unset it)")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {err.start}); convert it to UTF-8") from None
+    if not text.strip():
+        raise ConfigError(f"{path}: the file is empty; point task.data.path at a file with records")
     if path.suffix == ".json" and text.lstrip().startswith("["):
-        return json.loads(text)
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}:{err.lineno}: not valid JSON ({err.msg}); fix or re-download the file") from None
+        where = lambda i: f"{path}: record {i + 1}"  # noqa: E731
+    else:
+        records, lines = [], []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ConfigError(
+                    f"{path}:{number}: not a JSON object ({err.msg}; a truncated line?); fix or remove that line"
+                ) from None
+            lines.append(number)
+        where = lambda i: f"{path}:{lines[i]}"  # noqa: E731
+    if not isinstance(records, list):
+        raise ConfigError(f"{path}: holds one {type(records).__name__}, not a list of records; use .jsonl or a JSON list")
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise ConfigError(f"{where(i)}: a {type(record).__name__}, not a JSON object with the record's fields")
+    return records
 
 
 def gsm8k_answer_to_metamath(answer: str) -> str:

@@ -1,0 +1,167 @@
+"""The composed run config, checked before anything runs: every user-settable value that has a type or a range.
+
+A mistake gives one line naming the key, the bad value and the fix (a `ConfigError`, printed by the entry point
+without a traceback), never a Python traceback from deep inside a stage and never a silently wrong run: `alpha=0`
+would train an adapter whose scaling is 0, `force=maybe` would delete a finished run.
+
+Per-recipe values (`{demo: .., paper: ..}`) are checked for the run's recipe, where a stage will read them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from astra_repro.errors import ConfigError
+
+BACKENDS = ("auto", "hf", "vllm")
+BF16 = ("auto", True, False)
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first invalid value (keys as the user types them, e.g. `rank`, `method.dropout`)."""
+    recipe = _get(cfg, "model.recipe")
+    integer(cfg, "seed", minimum=0)
+    integer(cfg, "rank", minimum=1, optional=True, example="rank=16")
+    number(cfg, "alpha", positive=True, optional=True, example="alpha=32",
+           why="the adapter's scaling is alpha/rank: 0 trains an adapter that never changes the output")
+    number(cfg, "lr", positive=True, optional=True, example="lr=2e-4")
+    for key in ("force", "skip_eval", "wandb.enabled"):
+        boolean(cfg, key)
+    choice(cfg, "eval.backend", BACKENDS)
+    evaluators = _get(cfg, "evaluators")
+    if evaluators is not None and not isinstance(evaluators, str) and not (
+        isinstance(evaluators, (list, ListConfig)) and all(isinstance(e, str) for e in evaluators)
+    ):
+        raise ConfigError(f"evaluators={evaluators!r} is not a name or a list of names; e.g. evaluators=[gsm8k]")
+
+    # method
+    number(cfg, "method.dropout", minimum=0.0, below=1.0, example="method.dropout=0.05")
+    for key in ("method.use_rslora", "method.use_dora"):
+        boolean(cfg, key)
+    hp = _recipe_value(cfg, "method.hp", recipe)
+    if isinstance(hp, Mapping):
+        prefix = f"method.hp.{recipe}"
+        _check_value(f"{prefix}.rank", hp.get("rank"), "integer", minimum=0)
+        _check_value(f"{prefix}.alpha", hp.get("alpha"), "number", minimum=0.0)
+        if _method_trains(_get(cfg, "method.name")):  # `base` (no training) carries lr 0
+            _check_value(f"{prefix}.lr", hp.get("lr"), "number", positive=True)
+
+    # task schedule
+    schedule = _recipe_value(cfg, "task.train", recipe)
+    if isinstance(schedule, Mapping):
+        prefix = f"task.train.{recipe}"
+        for key, minimum in (("epochs", 0), ("per_device_batch_size", 1), ("grad_accum", 1), ("warmup_steps", 0),
+                             ("max_length", 2), ("save_steps", 1)):
+            if key in schedule:
+                _check_value(f"{prefix}.{key}", schedule[key], "integer", minimum=minimum)
+        if "max_steps" in schedule:
+            steps = schedule["max_steps"]
+            _check_value(f"{prefix}.max_steps", steps, "integer", minimum=-1)
+            if steps == 0:
+                raise ConfigError(f"{prefix}.max_steps=0 trains nothing; use a positive number or -1 (= the epochs)")
+        if "warmup_ratio" in schedule:
+            _check_value(f"{prefix}.warmup_ratio", schedule["warmup_ratio"], "number", minimum=0.0, below=1.0)
+    n_train = _recipe_value(cfg, "task.data.n_train", recipe)
+    if n_train is not None:
+        _check_value(f"task.data.n_train.{recipe}", n_train, "integer", minimum=1)
+    samples = _recipe_value(cfg, "task.calibration_samples", recipe)
+    if samples is not None:
+        _check_value(f"task.calibration_samples.{recipe}", samples, "integer", minimum=1)
+
+    # calibration (the enumerations are CalibrationSpec's own checks, run by the methods that calibrate)
+    if _get(cfg, "calibration") is not None:
+        integer(cfg, "calibration.batch_size", minimum=1)
+        integer(cfg, "calibration.seed", minimum=0)
+        seq_len = _recipe_value(cfg, "calibration.seq_len", recipe)
+        if seq_len is not None:
+            _check_value(f"calibration.seq_len.{recipe}", seq_len, "integer", minimum=2)
+        for key in ("calibration.include_padding", "calibration.center"):
+            boolean(cfg, key, optional=True)
+
+    # trainer
+    number(cfg, "trainer.max_grad_norm", minimum=0.0, optional=True)
+    number(cfg, "trainer.weight_decay", minimum=0.0, optional=True)
+    bf16 = _get(cfg, "trainer.bf16")
+    if bf16 not in BF16:
+        raise ConfigError(f"trainer.bf16={bf16!r} is not valid; use auto, true or false")
+
+
+# ------------------------------------------------------------------------------------------------- checks
+def integer(cfg, key: str, minimum: int | None = None, optional: bool = False, example: str | None = None) -> None:
+    _check_value(key, _get(cfg, key), "integer", minimum=minimum, optional=optional, example=example)
+
+
+def number(cfg, key: str, minimum: float | None = None, below: float | None = None, positive: bool = False,
+           optional: bool = False, example: str | None = None, why: str | None = None) -> None:
+    _check_value(key, _get(cfg, key), "number", minimum=minimum, below=below, positive=positive, optional=optional,
+                 example=example, why=why)
+
+
+def boolean(cfg, key: str, optional: bool = False) -> None:
+    value = _get(cfg, key)
+    if value is None and optional:
+        return
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} is not a boolean; use {key}=true or {key}=false")
+
+
+def choice(cfg, key: str, valid: tuple) -> None:
+    value = _get(cfg, key)
+    if value not in valid:
+        raise ConfigError(f"{key}={value!r} is not valid; use one of {', '.join(map(str, valid))}")
+
+
+def _check_value(key: str, value: Any, kind: str, minimum=None, below=None, positive: bool = False,
+                 optional: bool = False, example: str | None = None, why: str | None = None) -> None:
+    if value is None:
+        if optional:
+            return
+        raise ConfigError(f"{key} is not set; set {key}=<{kind}>")
+    if isinstance(value, Mapping):
+        return  # a per-recipe table without this run's recipe: `recipes.per_recipe` names that where it is read
+    hint = f" (e.g. {example})" if example else ""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key}={value!r} is not {'an integer' if kind == 'integer' else 'a number'}; set {key}=<{kind}>{hint}")
+    if kind == "integer" and not float(value).is_integer():
+        raise ConfigError(f"{key}={value!r} is not an integer; set {key}=<integer>{hint}")
+    if not math.isfinite(float(value)):
+        raise ConfigError(f"{key}={value!r} is not a finite number; set {key}=<{kind}>{hint}")
+    reason = f": {why}" if why else ""
+    if positive and value <= 0:
+        raise ConfigError(f"{key}={value!r} must be > 0{reason}; set {key}=<positive {kind}>{hint}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{key}={value!r} must be >= {minimum}{reason}; set {key}=<{kind} >= {minimum}>{hint}")
+    if below is not None and value >= below:
+        raise ConfigError(f"{key}={value!r} must be < {below}; set {key}=<{kind} in [{minimum or 0}, {below})>{hint}")
+
+
+def _get(cfg, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        if node is None:
+            return None
+        node = node.get(part) if isinstance(node, (DictConfig, Mapping)) else None
+    if isinstance(node, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
+
+
+def _method_trains(name: str | None) -> bool:
+    from astra_repro.methods import METHODS
+
+    try:
+        return bool(METHODS.get(name).trains)
+    except Exception:  # an unknown name is reported by the registry itself, with the valid ones
+        return True
+
+
+def _recipe_value(cfg, key: str, recipe: str | None) -> Any:
+    """A per-recipe value for the run's recipe ({demo: .., paper: ..} -> the recipe's), or the plain value."""
+    value = _get(cfg, key)
+    if isinstance(value, Mapping) and recipe in value:
+        return value[recipe]
+    return value
