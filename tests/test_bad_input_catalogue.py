@@ -1,0 +1,84 @@
+"""The catalogue of bad inputs (issue 11): each through the real entry point, `python -m astra_repro.train`, in a
+subprocess. Every one must exit with status 2 and print one line naming the fix, with no traceback, and leave no
+run folder that looks finished (a folder, if any, carries a FAILED file with the same message).
+
+The subprocesses run two at a time; the whole catalogue takes a couple of minutes on 2 cores."""
+
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from test_config_check import BAD_VALUES
+
+DATA_FILES = {
+    "empty.jsonl": b"",
+    "cut.jsonl": b'{"query": "What is 1+1?", "response": "The answer is: 2"}\n{"query": "What',
+    "latin1.jsonl": '{"query": "caf\u00e9 au lait?", "response": "The answer is: 1"}\n'.encode("latin-1"),
+    "notjson.jsonl": b"query,response\nwhat is 1+1?,2\n",
+    "scalar.json": b'"just a string"',
+}
+
+CATALOGUE = [(override, message) for override, message in BAD_VALUES] + [
+    ("method=bogus", r"^unknown method 'bogus'; valid: .*lora.*\(set method=<name>\)$"),
+    ("task=bogus", r"^unknown task 'bogus'; valid: "),
+    ("trainer=bogus", r"^unknown trainer 'bogus'; valid: .*single"),
+    ("calibration=bogus", r"^unknown calibration 'bogus'; valid: .*task"),
+    ("evaluators=[nope]", r"^evaluators=\['nope'\] are not evaluators of this task; valid: gsm8k, math$"),
+    ("task.data.path={tmp}/missing.jsonl", r"^data file '.*missing\.jsonl' does not exist; fix task\.data\.path"),
+    ("task.data.path={tmp}/empty.jsonl", r"empty\.jsonl: the file is empty"),
+    ("task.data.path={tmp}/cut.jsonl", r"cut\.jsonl:2: not a JSON object .*truncated line"),
+    ("task.data.path={tmp}/latin1.jsonl", r"latin1\.jsonl: not UTF-8 text"),
+    ("task.data.path={tmp}/notjson.jsonl", r"notjson\.jsonl:1: not a JSON object"),
+    ("task.data.path={tmp}/scalar.json", r"scalar\.json:1: a str, not a JSON object with the record's fields$"),
+    ("method=astra method.subspace=middle", r"^method\.subspace 'middle' is not valid for astra; valid: "),
+    ("method=astra method.use_dora=true", r"^astra does not combine with DoRA; set method\.use_dora=false$"),
+    ("output_root={tmp}/a_file/runs", r"^cannot write to .*a_file.*; set output_root=<a writable folder>$"),
+]
+
+
+def run_entry_point(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return subprocess.run([sys.executable, "-m", "astra_repro.train", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("catalogue")
+    for name, content in DATA_FILES.items():
+        (tmp / name).write_bytes(content)
+    (tmp / "a_file").write_text("not a folder")
+    jobs = []
+    for index, (override, _) in enumerate(CATALOGUE):
+        output_root = tmp / f"runs_{index}"
+        args = ["model=tiny_llama", "task.train.demo.max_steps=1", "skip_eval=true"]
+        if "output_root=" not in override:  # Hydra refuses a key given twice
+            args.append(f"output_root={output_root}")
+        args += override.format(tmp=tmp).split(" ")
+        jobs.append((args, output_root))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda job: run_entry_point(job[0], tmp), jobs))
+    return {override: (result, root) for (override, _), result, (_, root) in zip(CATALOGUE, results, jobs)}
+
+
+def test_the_catalogue_is_long_enough():
+    assert len(CATALOGUE) >= 30
+
+
+@pytest.mark.parametrize("override,message", CATALOGUE, ids=[o for o, _ in CATALOGUE])
+def test_bad_input_is_one_line_through_the_entry_point(outcomes, override, message):
+    result, output_root = outcomes[override]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert not any("Traceback" in line for line in lines), result.stderr[-2000:]
+    assert lines[-1].startswith("error: ")
+    assert re.search(message, lines[-1][len("error: "):]), lines[-1]
+    # No run folder looks finished; one that exists says why it stopped.
+    for config in output_root.rglob("config.yaml") if output_root.exists() else []:
+        folder = config.parent
+        assert not (folder / "metrics.json").exists()
+        assert (folder / "FAILED").read_text().strip().endswith(lines[-1][len("error: "):].strip())
