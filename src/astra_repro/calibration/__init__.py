@@ -116,10 +116,11 @@ def collect_statistics(
     # Two runs that need the same statistics compute them once: the second waits here, then loads the cache.
     with runs.FolderLock(cache_path(key).parent, "calibration cache", wait=True, name=f".{key}.lock"):
         return _collect_or_load(model, tokenizer, samples, spec, layers, key, payload, meter, accumulate_dtype,
-                                seq2seq, report)
+                                seq2seq, start_id, report)
 
 
-def _collect_or_load(model, tokenizer, samples, spec, layers, key, payload, meter, accumulate_dtype, seq2seq, report):
+def _collect_or_load(model, tokenizer, samples, spec, layers, key, payload, meter, accumulate_dtype, seq2seq, start_id,
+                     report):
     with meter:
         cached = load_cached(key)
     if cached is not None:
@@ -148,7 +149,6 @@ def _collect_or_load(model, tokenizer, samples, spec, layers, key, payload, mete
             len(layers),
         )
     streams = {name: activation_stream(model, name) for name in layers}
-    start_id = getattr(model.config, "decoder_start_token_id", None) if seq2seq else None
     with meter:
         recorder = ActivationRecorder(layers, spec, accumulate_dtype, streams)
         try:
