@@ -25,9 +25,10 @@ COMMON = ["model=tiny_llama", "skip_eval=true", "task.train.demo.max_steps=4", "
           "task.data.n_train.demo=32", "task.calibration_samples.demo=4", "calibration.seq_len.demo=32", "rank=4"]
 
 
-def launch(command: list[str], output_root: Path) -> subprocess.CompletedProcess:
+def launch(command: list[str], output_root: Path, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run the command with the shared tiny overrides, then `extra` (which may override them)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    done = subprocess.run([*command, *COMMON, f"output_root={output_root}"], capture_output=True, text=True,
+    done = subprocess.run([*command, *COMMON, *extra, f"output_root={output_root}"], capture_output=True, text=True,
                           env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return done

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import shutil
 import string
 from pathlib import Path
 from typing import Any
@@ -140,10 +142,44 @@ def model_location(model_cfg: DictConfig) -> str:
 
 
 def embedded_model_dir(model_cfg: DictConfig) -> Path:
-    """Convert the GGUF shipped in a PyPI package into a plain HF folder once (~20 s), then reuse it (~1 s)."""
+    """Convert the GGUF shipped in a PyPI package into a plain HF folder once (~20 s), then reuse it (~1 s).
+    A converted folder with a missing or cut-short file (a kill or a full disk during conversion) is converted
+    again; two processes that need the conversion at once do it once (the second waits for the first)."""
+    from astra_repro import runs
+
     target = cache_dir() / "models" / model_cfg.name
-    if (target / "config.json").exists():
+    if converted_model_problem(target) is None:
         return target
+    package_dir, gguf_path = embedded_gguf(model_cfg)
+    with runs.FolderLock(target.parent, "model conversion", wait=True, name=f".{target.name}.lock"):
+        problem = converted_model_problem(target)
+        if problem is None:  # another process converted it while this one waited
+            return target
+        if target.exists():
+            log.warning("the converted model in %s is damaged (%s); converting it again", target, problem)
+            shutil.rmtree(target)
+        for stale in target.parent.glob(f"{target.name}.*.tmp"):  # left by a killed conversion (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        convert_gguf(package_dir, gguf_path, tmp)
+        tmp.rename(target)
+    return target
+
+
+def converted_model_problem(folder: Path) -> str | None:
+    """Why a converted model folder cannot be used (absent, no config or tokenizer, weights cut short), or None."""
+    from astra_repro import runs
+
+    if not folder.exists():
+        return "not converted yet"
+    for needed in ("config.json", "tokenizer_config.json"):
+        if not (folder / needed).exists():
+            return f"no {needed}"
+    return runs.weights_problem(folder)
+
+
+def embedded_gguf(model_cfg: DictConfig) -> tuple[Path, Path]:
+    """The installed package's folder and its GGUF file, or a one-line error naming the install command."""
     spec = importlib.util.find_spec(model_cfg.package)
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
@@ -154,19 +190,21 @@ def embedded_model_dir(model_cfg: DictConfig) -> Path:
     gguf_path = package_dir / model_cfg.gguf_file
     if not gguf_path.exists():
         raise ConfigError(f"{gguf_path} is missing; reinstall {model_cfg.package}")
+    return package_dir, gguf_path
+
+
+def convert_gguf(package_dir: Path, gguf_path: Path, out: Path) -> None:
+    """Dequantise a GGUF into an fp32 HF model + tokenizer folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("converting %s to an HF folder in %s (once)", gguf_path.name, target)
+    log.info("converting %s to an HF folder in %s (once)", gguf_path.name, out.parent)
     tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=gguf_path.name, dtype=torch.float32)
     if getattr(model, "hf_quantizer", None) is not None:
         # The weights are dequantised already; the GGUF marker would stop saving and training.
         model.hf_quantizer.remove_quantization_config(model)
-    tmp = target.with_name(target.name + ".tmp")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.rename(target)
-    return target
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ run only prints where its record is (force=true redoes it) and an interrupted on
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -37,6 +38,7 @@ log = logging.getLogger("astra_repro")
 
 INIT_DIR, TRAINED_DIR, EXPORT_DIR = "init", "trained", "export"
 PREDICTIONS_FILE = "predictions.jsonl"
+EVAL_PARTS_DIR = "eval_parts"  # one finished evaluator's result each, so an interrupted evaluation resumes
 # Trainer settings that change logging or disk use but never the numbers; kept out of the run hash.
 NON_SEMANTIC_TRAINER_KEYS = {"name", "logging_steps", "save_total_limit", "dataloader_num_workers"}
 
@@ -148,8 +150,15 @@ def initialize(method, model, ctx: InitContext, run_dir: Path):
     init_dir = run_dir / INIT_DIR
     complete = init_dir / "COMPLETE"
     if complete.exists() and method.uses_peft:
-        log.info("init: loading the saved initialisation from %s", init_dir)
-        return load_initialized(model, init_dir, method), runs_json(complete)
+        problem = saved_init_problem(init_dir, method)
+        if problem is None:
+            log.info("init: loading the saved initialisation from %s", init_dir)
+            return load_initialized(model, init_dir, method), runs_json(complete)
+        if world_rank() != 0:
+            raise RuntimeError(f"rank 0's saved init in {init_dir} is unusable ({problem})")
+        log.warning("init: the saved initialisation in %s is unusable (%s); redoing it", init_dir, problem)
+    if init_dir.exists():  # a kill while saving left part of a folder behind: start it clean
+        shutil.rmtree(init_dir)
     t0 = time.time()
     model = method.initialize(model, ctx)
     report = dict(ctx.report, init_seconds=round(time.time() - t0, 2))
@@ -160,13 +169,17 @@ def initialize(method, model, ctx: InitContext, run_dir: Path):
             export.save_initial_adapter(model, init_dir, tokenizer=ctx.tokenizer)
         else:
             model.save_pretrained(init_dir / "adapter")
-        runs.atomic_write_json(complete, report)
+        runs.atomic_write_json(complete, report)  # last: its presence means every file above is whole
     return model, report
 
 
-def runs_json(path: Path) -> dict:
-    import json
+def saved_init_problem(init_dir: Path, method) -> str | None:
+    """Why the saved init cannot be loaded (a file cut short after COMPLETE was written, e.g. a full disk), or None."""
+    folders = [init_dir / "adapter"] + ([init_dir / "base"] if method.residual_modifying else [])
+    return next((p for p in map(runs.weights_problem, folders) if p), None)
 
+
+def runs_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
@@ -279,6 +292,8 @@ def run_stages(cfg: DictConfig, plan: dict, method, run_dir: Path, wall_start: f
     if method.trains:
         t0 = time.time()
         train_stats = train_stage(cfg, plan, method, model, features, collate, run_dir)
+        if world_rank() == 0 and zero3_partitioned(model):
+            model = reload_trained_model(cfg, method, ctx, run_dir)
         timings["train_s"] = round(time.time() - t0, 2)
         t0 = time.time()
         export_stage(method, model, tokenizer, run_dir)
@@ -337,11 +352,18 @@ def method_label(method, cfg: DictConfig) -> str:
 def train_stage(cfg, plan, method, model, features, collate, run_dir: Path) -> dict:
     from astra_repro.training.trainer import build_training_arguments, train
 
-    done = run_dir / TRAINED_DIR / "COMPLETE"
+    trained = run_dir / TRAINED_DIR
+    done = trained / "COMPLETE"
     if done.exists():
-        log.info("train: already done, loading %s", run_dir / TRAINED_DIR)
-        load_trained(model, method, run_dir / TRAINED_DIR)
-        return runs_json(done)
+        problem = runs.weights_problem(trained)
+        if problem is None:
+            log.info("train: already done, loading %s", trained)
+            load_trained(model, method, trained)
+            return runs_json(done)
+        log.warning("train: the saved weights in %s are unusable (%s); finishing training again from the last "
+                    "checkpoint", trained, problem)
+        if world_rank() == 0:
+            done.unlink()
     use_bf16 = cfg.trainer.bf16 is True or (
         cfg.trainer.bf16 == "auto" and plan["model"]["dtype"] == "bfloat16" and torch.cuda.is_available()
     )
@@ -354,12 +376,28 @@ def train_stage(cfg, plan, method, model, features, collate, run_dir: Path) -> d
     args = build_training_arguments(run_dir, plan["schedule"], cfg.trainer, plan["hp"]["learning_rate"], plan["seed"], use_bf16, report_to)
     groups = method.optimizer_param_groups(model, plan["hp"]["learning_rate"], cfg.trainer.weight_decay, cfg.method)
     optimizer = torch.optim.AdamW(groups) if groups else None
-    stats = train(model, features, collate, args, run_dir, optimizer=optimizer)
-    trained = run_dir / TRAINED_DIR
+    stats = train(model, features, collate, args, run_dir, optimizer=optimizer, save_to=trained)
     if world_rank() == 0:
-        model.save_pretrained(trained)
         runs.atomic_write_json(done, stats)
     return stats
+
+
+def zero3_partitioned(model) -> bool:
+    """True when DeepSpeed ZeRO-3 has sharded the live parameters across ranks (each rank holds a slice)."""
+    return any(hasattr(p, "ds_id") for p in model.parameters())
+
+
+def reload_trained_model(cfg: DictConfig, method, ctx: InitContext, run_dir: Path):
+    """A whole, unsharded copy of the trained model on this rank, rebuilt from the run folder's files (base model +
+    saved init + trained weights): after ZeRO-3 the live model is partitioned, and export and evaluation need
+    every parameter."""
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()  # else from_pretrained would partition the new model too
+    model, _ = load_model(cfg.model)
+    model, _ = initialize(method, model, ctx, run_dir)
+    load_trained(model, method, run_dir / TRAINED_DIR)
+    return model
 
 
 def load_trained(model, method, trained_dir: Path) -> None:
@@ -383,8 +421,10 @@ def export_stage(method, model, tokenizer, run_dir: Path) -> None:
         tokenizer.save_pretrained(run_dir / TRAINED_DIR)
         return
     out = run_dir / EXPORT_DIR
-    if (out / "COMPLETE").exists():
+    if (out / "COMPLETE").exists() and runs.weights_problem(out / "merged") is None:
         return
+    if out.exists():  # a kill while exporting left part of the folder: start it clean
+        shutil.rmtree(out)
     if method.residual_modifying:
         export.export_plain_lora(model, run_dir / INIT_DIR / "adapter", out / "plain_lora")
     export.export_merged(model, out / "merged", tokenizer=tokenizer)
@@ -419,20 +459,41 @@ def evaluate_stage(plan, target: EvalTarget, run_dir: Path) -> tuple[dict, dict,
     try:
         for name in task_evaluators:
             evaluator_cls = get_evaluator(name)
-            started = time.time()
-            result = evaluator_cls(task_evaluators[name], recipe).evaluate(target)
-            metrics[name] = result.metrics
-            info[name] = dict(
-                result.info, primary_metric=evaluator_cls.primary_metric,
-                seconds=round(time.time() - started, 2),
-            )
-            versions[name] = evaluator_cls.version
-            predictions.extend(result.predictions)
+            settings = OmegaConf.to_container(task_evaluators[name], resolve=True)
+            result_file = run_dir / EVAL_PARTS_DIR / f"{name}.json"
+            part = finished_evaluator(result_file, settings, evaluator_cls.version)
+            if part is None:
+                started = time.time()
+                result = evaluator_cls(task_evaluators[name], recipe).evaluate(target)
+                part = {
+                    "settings": settings, "version": evaluator_cls.version, "metrics": result.metrics,
+                    "info": dict(result.info, primary_metric=evaluator_cls.primary_metric,
+                                 seconds=round(time.time() - started, 2)),
+                    "predictions": result.predictions,
+                }
+                # a kill during the next evaluator keeps this one; key order kept, so predictions.jsonl is unchanged
+                runs.atomic_write_text(result_file, json.dumps(part, default=str))
+            metrics[name], info[name], versions[name] = part["metrics"], part["info"], part["version"]
+            predictions.extend(part["predictions"])
     finally:
         if merged:
             model.unmerge_adapter()
     runs.write_jsonl(run_dir / PREDICTIONS_FILE, predictions)
     return metrics, info, versions
+
+
+def finished_evaluator(result_file: Path, settings: dict, version) -> dict | None:
+    """An evaluator's saved result from an interrupted evaluation of this run, if its settings and version match."""
+    if not result_file.exists():
+        return None
+    try:
+        part = runs_json(result_file)
+    except ValueError:
+        return None
+    if runs.canonical_json(part.get("settings")) != runs.canonical_json(settings) or part.get("version") != version:
+        return None
+    log.info("eval: %s already scored before an interruption; reusing %s", result_file.stem, result_file)
+    return part
 
 
 def print_metrics(record: dict) -> None:

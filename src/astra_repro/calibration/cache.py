@@ -83,9 +83,12 @@ def load_cached(key: str) -> dict[str, LayerStatistics] | None:
 
 
 def save_cached(key: str, statistics: dict[str, LayerStatistics], payload: dict) -> Path:
-    """Write atomically (tmp file + rename) so an interrupted run never leaves a half-written cache."""
+    """Write atomically (tmp file + rename) so an interrupted run never leaves a half-written cache. Call it holding
+    the entry's lock (collect_statistics does)."""
     path = cache_path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f"{path.name}.*.tmp"):  # cut short by a killed run; the caller holds the lock
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     blobs = {name: stats.to_blob() for name, stats in statistics.items()}
     torch.save({"format": CACHE_FORMAT, "key_payload": canonical_json(payload), "statistics": blobs}, tmp)

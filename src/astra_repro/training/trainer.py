@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from astra_repro.paths import CONFIG_DIR
 
@@ -39,6 +39,32 @@ def trim_log_after(path: Path, step: int) -> None:
         return
     kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
     path.write_text("".join(line + "\n" for line in kept))
+
+
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint that was written to the end, or None. The Trainer writes a checkpoint's files one by
+    one and `trainer_state.json` last, so a kill while saving leaves a newer folder without it (or with weights
+    cut short); such folders are removed with a warning and training resumes from the one before."""
+    import shutil
+
+    from astra_repro.runs import weights_problem
+
+    folder = Path(folder)
+    if not folder.exists():
+        return None
+    candidates = sorted(
+        (p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]), reverse=True,
+    )
+    for checkpoint in candidates:
+        problem = None if (checkpoint / "trainer_state.json").exists() else "no trainer_state.json"
+        problem = problem or weights_problem(checkpoint)
+        if problem is None:
+            return str(checkpoint)
+        if os.environ.get("RANK", "0") == "0":
+            log.warning("checkpoint %s is incomplete (%s; interrupted while saving?): removing it", checkpoint, problem)
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    return None
 
 
 def checkpoint_step(checkpoint: str) -> int:
@@ -99,15 +125,19 @@ def train(
     args: TrainingArguments,
     run_dir: Path,
     optimizer: torch.optim.Optimizer | None = None,
+    save_to: Path | None = None,
 ) -> dict:
-    """Train to the end of the schedule, resuming from the newest checkpoint in the run folder if any."""
+    """Train to the end of the schedule, resuming from the newest complete checkpoint in the run folder if any,
+    and save the trained weights (the adapter, or the full model) to `save_to`. Every rank calls this: under
+    ZeRO-3 the save gathers the partitioned parameters, which is a collective; rank 0 writes."""
     log_path = run_dir / TRAIN_LOG
-    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).exists() else None
-    if last:
-        log.info("resuming from %s", last)
-        trim_log_after(log_path, checkpoint_step(last))
-    elif log_path.exists():
-        log_path.unlink()  # a fresh start: an old partial log would mix two runs
+    last = last_complete_checkpoint(Path(args.output_dir))
+    if os.environ.get("RANK", "0") == "0":
+        if last:
+            log.info("resuming from %s", last)
+            trim_log_after(log_path, checkpoint_step(last))
+        elif log_path.exists():
+            log_path.unlink()  # a fresh start: an old partial log would mix two runs
     trainer = Trainer(
         model=model,
         args=args,
@@ -117,5 +147,7 @@ def train(
         optimizers=(optimizer, None),
     )
     result = trainer.train(resume_from_checkpoint=last)
+    if save_to is not None:
+        trainer.save_model(str(save_to))
     return {"train_runtime_s": result.metrics.get("train_runtime"), "train_loss": result.training_loss,
             "global_step": result.global_step, "resumed_from": last}
