@@ -1,0 +1,225 @@
+"""slurm/array.sbatch without SLURM: the script runs under plain bash with the SLURM_* variables an array task has,
+and a stand-in `scontrol` first on PATH that only records its arguments. Covered: array index -> manifest line
+(shell quoting included), a clear error for an index past the end or a missing manifest, the time-limit signal
+(USR1) -> `scontrol requeue <job>_<task>` + training stopped, the requeued task resuming from the last checkpoint,
+and a finished run submitted again being skipped. Each run is tiny_llama for a few steps (~20 s on 2 CPU cores)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import TINY_OVERRIDES
+from omegaconf import OmegaConf
+
+from astra_repro import runs
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "slurm" / "array.sbatch"
+JOB_ID = "4242"
+TIMEOUT_S = 240  # one tiny run takes ~20 s here; generous for a loaded machine
+
+
+def tiny_line(output_root: Path, seed: int, *extra: str) -> str:
+    overrides = [o for o in TINY_OVERRIDES if "max_steps" not in o]
+    overrides += ["task.train.demo.max_steps=4", "skip_eval=true", f"seed={seed}", f"output_root={output_root}", *extra]
+    return " ".join(shlex.quote(o) for o in overrides)  # quoted as sweep.write_manifest quotes them
+
+
+def array_env(tmp: Path, task: int) -> dict:
+    """The variables an array task sees, a recording `scontrol` first on PATH, caches under `tmp`."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$*" >> {shlex.quote(str(tmp / "scontrol.log"))}\n')
+    scontrol.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.update(
+        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        SLURM_ARRAY_TASK_ID=str(task), SLURM_ARRAY_JOB_ID=JOB_ID, SLURM_JOB_ID=str(int(JOB_ID) + 1 + task),
+        SLURM_SUBMIT_DIR=str(ROOT), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", WANDB_MODE="disabled",
+        TOKENIZERS_PARALLELISM="false", ASTRA_RESULTS=str(tmp / "results"), ASTRA_CACHE=str(tmp / "cache"),
+    )
+    if not (ROOT / ".venv" / "bin" / "python").exists():  # the script's default; else this interpreter
+        env["ASTRA_PYTHON"] = sys.executable
+    return env
+
+
+def start(manifest: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(["bash", str(SCRIPT), str(manifest)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def processes_of(proc: subprocess.Popen, marker: str) -> set[int]:
+    """The script's process tree, plus any process whose command line names this test's tmp folder (torchrun
+    starts its workers in their own session, and a worker outlives a killed torchrun)."""
+    parent, found = {}, set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parent[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+        if marker in cmdline and pid != os.getpid():
+            found.add(pid)
+    tree, grew = {proc.pid}, True
+    while grew:
+        children = {pid for pid, ppid in parent.items() if ppid in tree} - tree
+        tree |= children
+        grew = bool(children)
+    return (found | tree) & set(parent)
+
+
+def kill_all(proc: subprocess.Popen, marker: str) -> None:
+    for pid in processes_of(proc, marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait(timeout=30)
+
+
+def run_task(manifest: Path, tmp: Path, task: int) -> tuple[int, str]:
+    proc = start(manifest, array_env(tmp, task))
+    try:
+        out, _ = proc.communicate(timeout=TIMEOUT_S)
+        return proc.returncode, out
+    finally:
+        kill_all(proc, str(tmp))
+
+
+def wait_until(condition, what: str, timeout_s: float = TIMEOUT_S, proc: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            tail = proc.stdout.read()[-3000:]
+            raise AssertionError(f"the script ended (rc={proc.returncode}) before {what}:\n{tail}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def run_folders(output_root: Path) -> list[Path]:
+    return sorted(p for p in output_root.glob("*/*") if p.is_dir())
+
+
+@pytest.fixture(scope="module")
+def task_1(tmp_path_factory):
+    """A 3-line manifest (seeds 11, 12, 13; line 2 also needs shell quoting) and array task 1, run once."""
+    tmp = tmp_path_factory.mktemp("array")
+    output_root = tmp / "runs"
+    manifest = tmp / "manifest.txt"
+    manifest.write_text("".join(
+        tiny_line(output_root, seed, *(["evaluators=[gsm8k]"] if seed == 12 else [])) + "\n" for seed in (11, 12, 13)))
+    assert "'evaluators=[gsm8k]'" in manifest.read_text()
+    rc, out = run_task(manifest, tmp, 1)
+    return tmp, manifest, output_root, rc, out
+
+
+def test_array_index_runs_its_manifest_line_and_nothing_else(task_1):
+    tmp, manifest, output_root, rc, out = task_1
+    assert rc == 0, out[-3000:]
+    (folder,) = run_folders(output_root)  # exactly one run: line 2's
+    record = json.loads((folder / runs.METRICS_FILE).read_text())
+    assert record["seed"] == 12 and record["run_name"] == folder.name and "_s12_" in folder.name
+    assert record["train"]["global_step"] == 4
+    # the quoted override reached Hydra as one override, without its quotes
+    plan = OmegaConf.load(folder / "config.yaml")
+    assert list(plan.task.evaluators) == ["gsm8k"]
+    assert not (tmp / "scontrol.log").exists()  # no signal, no requeue
+
+
+def test_a_finished_run_submitted_again_is_skipped(task_1):
+    tmp, manifest, output_root, rc, _ = task_1
+    assert rc == 0
+    (folder,) = run_folders(output_root)
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file() and p.name != runs.LOCK_FILE}
+    rc, out = run_task(manifest, tmp, 1)
+    assert rc == 0, out[-3000:]
+    assert f"already done: {folder}" in out
+    assert "trainable params" not in out  # no model was built, nothing trained
+    after = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file() and p.name != runs.LOCK_FILE}
+    assert after == before
+    assert run_folders(output_root) == [folder]
+
+
+@pytest.mark.parametrize("index", [3, 5])
+def test_index_past_the_end_is_a_one_line_error(tmp_path, index):
+    manifest = tmp_path / "manifest.txt"
+    manifest.write_text("".join(tiny_line(tmp_path / "runs", seed) + "\n" for seed in (1, 2, 3)))
+    done = subprocess.run(["bash", str(SCRIPT), str(manifest)], cwd=ROOT, env=array_env(tmp_path, index),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"error: array index {index} has no run: {manifest} has 3 lines (valid indices: 0-2)"]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_manifest_is_a_clear_error(tmp_path):
+    manifest = tmp_path / "sweeps" / "nope" / "manifest.txt"
+    done = subprocess.run(["bash", str(SCRIPT), str(manifest)], cwd=ROOT, env=array_env(tmp_path, 0),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert done.stderr.splitlines() == [
+        f"error: manifest {manifest} not found; write it with: python -m astra_repro.sweep <name>"]
+
+
+def test_time_limit_signal_requeues_and_the_requeued_task_resumes(tmp_path):
+    output_root = tmp_path / "runs"
+    manifest = tmp_path / "manifest.txt"
+    line = tiny_line(output_root, 7).replace("max_steps=4", "max_steps=8")
+    manifest.write_text(line + "\n" + tiny_line(output_root, 8) + "\n")
+    env = array_env(tmp_path, 0)
+    marker = str(tmp_path)
+
+    proc = start(manifest, env)
+    try:
+        def saved_checkpoint():  # trainer_state.json is the last file HF Trainer writes into a checkpoint
+            return sorted(output_root.glob("*/*/checkpoints/checkpoint-*/trainer_state.json"))
+
+        wait_until(saved_checkpoint, "a complete checkpoint", proc=proc)
+        os.kill(proc.pid, signal.SIGUSR1)  # what SLURM sends to the batch shell (--signal=B:USR1@300)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 138, out[-3000:]
+        assert "time limit near: requeueing" in out
+        # the script stopped training before it ended: no process of this run is left, none holds the run lock
+        assert processes_of(proc, marker) == set()
+    finally:
+        kill_all(proc, marker)
+    assert (tmp_path / "scontrol.log").read_text().splitlines() == [f"requeue {JOB_ID}_0"]
+    (folder,) = run_folders(output_root)
+    assert "_s7_" in folder.name
+    assert not (folder / runs.METRICS_FILE).exists(), "training was not stopped: the run finished"
+    with runs.FolderLock(folder, "run folder"):  # free: raises if a process still has the run open
+        pass
+    interrupted_at = max(int(p.name.split("-")[1]) for p in (folder / "checkpoints").glob("checkpoint-*"))
+    assert 2 <= interrupted_at < 8
+
+    rc, out = run_task(manifest, tmp_path, 0)  # the requeued task: same index, same environment
+    assert rc == 0, out[-3000:]
+    record = json.loads((folder / runs.METRICS_FILE).read_text())
+    resumed_from = record["train"]["resumed_from"]
+    assert resumed_from == str(folder / "checkpoints" / f"checkpoint-{interrupted_at}")
+    assert record["train"]["global_step"] == 8 and record["seed"] == 7
+    rows = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines() if line.strip()]
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 9))  # each step once, across both attempts
+    assert (tmp_path / "scontrol.log").read_text().splitlines() == [f"requeue {JOB_ID}_0"]  # no second requeue
+    assert run_folders(output_root) == [folder]
