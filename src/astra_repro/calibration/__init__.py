@@ -31,7 +31,6 @@ from astra_repro.calibration.cache import (
 from astra_repro.calibration.data import build_samples, iterate_model_batches, load_wikitext2_lines
 from astra_repro.calibration.spec import CalibrationSpec
 from astra_repro.calibration.statistics import (
-    FAST_DTYPES,
     ActivationRecorder,
     CovarianceAccumulator,
     LayerStatistics,
@@ -41,6 +40,7 @@ from astra_repro.calibration.statistics import (
     eigen_decompose,
     find_target_linears,
     spectrum,
+    uses_fast_algorithm,
 )
 from astra_repro import runs
 from astra_repro.errors import ConfigError
@@ -177,7 +177,7 @@ def _collect_or_load(model, tokenizer, samples, spec, layers, key, payload, mete
         report["calibration"] = {
             "cached": False,
             "cache_file": str(cache_path(key)),
-            "algorithm": spec.algorithm if accumulate_dtype in FAST_DTYPES else "direct",
+            "algorithm": "fast" if uses_fast_algorithm(spec, accumulate_dtype) else "direct",
             "samples": len(samples),
             "samples_per_s": round(len(samples) / max(meter.seconds, 1e-9), 3),
             "statistics_kinds": dict(kinds),

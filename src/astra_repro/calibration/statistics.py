@@ -306,12 +306,16 @@ def find_target_linears(model: torch.nn.Module, target_modules: Iterable[str]) -
     return found
 
 
+def uses_fast_algorithm(spec: CalibrationSpec, dtype: torch.dtype) -> bool:
+    """`algorithm: fast` applies to fp32/fp64 accumulation; bf16 keeps the reference's per-sample rule (D5)."""
+    return spec.algorithm == "fast" and dtype in FAST_DTYPES
+
+
 def statistics_kind(layer: torch.nn.Linear, spec: CalibrationSpec, dtype: torch.dtype) -> str:
     """Which matrix the calibration keeps for a layer (see the module docstring)."""
     if spec.where == "input":
         return "input"
-    fast = spec.algorithm == "fast" and dtype in FAST_DTYPES
-    if fast and layer.bias is None and layer.out_features > layer.in_features:
+    if uses_fast_algorithm(spec, dtype) and layer.bias is None and layer.out_features > layer.in_features:
         return "output_via_input"
     return "output"
 
@@ -349,7 +353,7 @@ class ActivationRecorder:
         self.stop_after: str | None = None
         self._gram: BatchGram | None = None  # the last input's per-sample Gram (gate/up, q/k/v read the same tensor)
         self._scratch: dict[int, torch.Tensor] = {}  # width -> (batch, d, d) buffer the Gram matrices are written to
-        fast = spec.algorithm == "fast" and dtype in FAST_DTYPES
+        fast = uses_fast_algorithm(spec, dtype)
         for name, layer in layers.items():
             kind = self.kinds[name]
             device = layer.weight.device
