@@ -27,8 +27,13 @@ def test_method_trains_one_step_and_records(name):
         log = [json.loads(l) for l in (run_dir / "train_log.jsonl").read_text().splitlines()]
         assert log[0]["step"] == 1 and log[0]["loss"] > 0
         assert record["n_trainable_params"] > 0
+        # tokens trained on: the non-padding tokens of the batches the optimiser saw
+        assert 0 < record["cost"]["tokens_trained"] == log[-1]["num_input_tokens_seen"]
     else:
         assert record["n_trainable_params"] == 0
+    cost = record["cost"]
+    assert cost["n_devices"] == 1 and cost["device"].startswith("cpu") and cost["peak_memory_gb"] > 0.1
+    assert cost["device_hours"] == round(record["timings"]["wall_s"] / 3600, 4) and cost["resumed"] is False
     if method.uses_peft and method.trains:
         assert (run_dir / "export" / "merged" / "config.json").exists()
     if method.needs_calibration:  # the record says what calibration and the decompositions cost

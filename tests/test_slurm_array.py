@@ -140,6 +140,7 @@ def test_array_index_runs_its_manifest_line_and_nothing_else(task_1):
     record = json.loads((folder / runs.METRICS_FILE).read_text())
     assert record["seed"] == 12 and record["run_name"] == folder.name and "_s12_" in folder.name
     assert record["train"]["global_step"] == 4
+    assert record["sweep"] == manifest.parent.name  # the manifest's folder names the sweep (cost table per sweep)
     # the quoted override reached Hydra as one override, without its quotes
     plan = OmegaConf.load(folder / "config.yaml")
     assert list(plan.task.evaluators) == ["gsm8k"]

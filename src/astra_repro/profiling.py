@@ -89,3 +89,29 @@ class Stopwatch:
         self._sync()
         self.seconds += time.perf_counter() - self._t0
         return False
+
+
+def run_cost(timings: dict, init_report: dict, train_stats: dict) -> dict:
+    """What a run cost, for the cost tables: device type and count, device-hours, this process's peak memory (the
+    CUDA allocator's peak on a GPU, the peak resident set on a CPU), tokens trained on (non-padding, counted by
+    the Trainer and kept across resumes) and the init's own time. Times are those of the attempt that finished
+    the run: a resumed run's earlier attempts are not included (`resumed` says so)."""
+    import resource
+
+    n_devices = int(os.environ.get("WORLD_SIZE", "1"))
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name(0)
+        peak_gb = torch.cuda.max_memory_allocated() / 2**30
+    else:
+        device = f"cpu ({os.cpu_count()} cores)"
+        peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30  # Linux reports KiB
+    return {
+        "device": device,
+        "n_devices": n_devices,
+        "device_hours": round(timings.get("wall_s", 0.0) * n_devices / 3600, 4),
+        "peak_memory_gb": round(peak_gb, 3),
+        "tokens_trained": train_stats.get("tokens_trained"),
+        "init_s": init_report.get("init_seconds"),
+        "calibration_s": (init_report.get("calibration") or {}).get("calibration_s"),
+        "resumed": bool(train_stats.get("resumed_from")),
+    }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import shlex
 import subprocess
 import sys
@@ -92,7 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.local:
         for i, line in enumerate(lines):
             print(f"[{i + 1}/{len(lines)}] {line}", flush=True)
-            subprocess.run([sys.executable, "-m", "astra_repro.train", *shlex.split(line)], check=True)
+            # the run records which sweep it belongs to (the cost table per sweep); not part of the run's hash
+            env = dict(os.environ, ASTRA_SWEEP=args.name)
+            subprocess.run([sys.executable, "-m", "astra_repro.train", *shlex.split(line)], check=True, env=env)
         return
     print(f"sbatch --array=0-{len(lines) - 1}%{args.parallel} slurm/array.sbatch {manifest}")
 

@@ -31,6 +31,7 @@ from astra_repro.evaluators import EvalTarget, get_evaluator
 from astra_repro.methods import METHODS, HyperParams, InitContext, get_method
 from astra_repro.models import is_seq2seq, load_model, model_kind, saved_model_folder
 from astra_repro.paths import CONFIG_DIR
+from astra_repro.profiling import run_cost
 from astra_repro.recipes import per_recipe, resolve_recipe_tree
 from astra_repro.tasks import TASKS, get_task
 
@@ -38,6 +39,7 @@ log = logging.getLogger("astra_repro")
 
 INIT_DIR, TRAINED_DIR, EXPORT_DIR = "init", "trained", "export"
 PREDICTIONS_FILE = "predictions.jsonl"
+SWEEP_ENV = "ASTRA_SWEEP"  # the sweep a run belongs to, for the cost table per sweep (not part of the run's hash)
 EVAL_PARTS_DIR = "eval_parts"  # one finished evaluator's result each, so an interrupted evaluation resumes
 # Trainer settings that change logging or disk use but never the numbers; kept out of the run hash.
 NON_SEMANTIC_TRAINER_KEYS = {"name", "logging_steps", "save_total_limit", "dataloader_num_workers"}
@@ -333,6 +335,8 @@ def run_stages(cfg: DictConfig, plan: dict, method, run_dir: Path, wall_start: f
         "train": train_stats,
         "init": init_report,
         "timings": timings,
+        "cost": run_cost(timings, init_report, train_stats),
+        "sweep": os.environ.get(SWEEP_ENV),  # set by `astra_repro.sweep --local` and slurm/array.sbatch
         "software": software_versions(),
     }
     runs.atomic_write_json(run_dir / runs.METRICS_FILE, record)  # the last write: its presence means "done"

@@ -113,6 +113,7 @@ def build_training_arguments(run_dir: Path, schedule: dict, trainer_cfg, lr: flo
         deepspeed=deepspeed_config_path(trainer_cfg.deepspeed),
         dataloader_num_workers=trainer_cfg.dataloader_num_workers,
         remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",  # the cost table's "tokens trained on" (kept across resumes)
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=False,
     )
@@ -150,4 +151,5 @@ def train(
     if save_to is not None:
         trainer.save_model(str(save_to))
     return {"train_runtime_s": result.metrics.get("train_runtime"), "train_loss": result.training_loss,
-            "global_step": result.global_step, "resumed_from": last}
+            "global_step": result.global_step, "resumed_from": last,
+            "tokens_trained": int(trainer.state.num_input_tokens_seen)}
