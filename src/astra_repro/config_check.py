@@ -19,24 +19,29 @@ from astra_repro.errors import ConfigError
 
 BACKENDS = ("auto", "hf", "vllm")
 BF16 = ("auto", True, False)
+# What an evaluator block (task.evaluators.<name>) may set, per recipe or not; each evaluator reads only its own.
+# `n` null = every record, `workers` null = the default; the others must be set when present.
+EVALUATOR_SETTINGS = {
+    "n": {"kind": "integer", "minimum": 1, "optional": True},
+    "batch_size": {"kind": "integer", "minimum": 1},
+    "max_new_tokens": {"kind": "integer", "minimum": 1},
+    "max_length": {"kind": "integer", "minimum": 2},
+    "workers": {"kind": "integer", "minimum": 1, "optional": True},
+    "timeout_s": {"kind": "number", "positive": True},
+    "synthetic_seed": {"kind": "integer", "minimum": 0},
+}
 
 
 def check_run_config(cfg: DictConfig) -> None:
     """Raise ConfigError for the first invalid value (keys as the user types them, e.g. `rank`, `method.dropout`)."""
     recipe = _get(cfg, "model.recipe")
-    integer(cfg, "seed", minimum=0)
+    check_shared_keys(cfg)
     integer(cfg, "rank", minimum=1, optional=True, example="rank=16")
     number(cfg, "alpha", positive=True, optional=True, example="alpha=32",
            why="the adapter's scaling is alpha/rank: 0 trains an adapter that never changes the output")
     number(cfg, "lr", positive=True, optional=True, example="lr=2e-4")
-    for key in ("force", "skip_eval", "wandb.enabled"):
+    for key in ("skip_eval", "wandb.enabled"):
         boolean(cfg, key)
-    choice(cfg, "eval.backend", BACKENDS)
-    evaluators = _get(cfg, "evaluators")
-    if evaluators is not None and not isinstance(evaluators, str) and not (
-        isinstance(evaluators, (list, ListConfig)) and all(isinstance(e, str) for e in evaluators)
-    ):
-        raise ConfigError(f"evaluators={evaluators!r} is not a name or a list of names; e.g. evaluators=[gsm8k]")
 
     # method
     number(cfg, "method.dropout", minimum=0.0, below=1.0, example="method.dropout=0.05")
@@ -88,6 +93,44 @@ def check_run_config(cfg: DictConfig) -> None:
     bf16 = _get(cfg, "trainer.bf16")
     if bf16 not in BF16:
         raise ConfigError(f"trainer.bf16={bf16!r} is not valid; use auto, true or false")
+
+    # evaluators (a run scores at its end: a bad setting is refused before hours of training, not after)
+    check_evaluator_settings(cfg, recipe)
+
+
+def check_eval_config(cfg: DictConfig, recipe: str) -> None:
+    """What `python -m astra_repro.evaluate` reads of the config: the shared keys and the evaluator blocks, for
+    `recipe` (a rescored run's own recipe)."""
+    check_shared_keys(cfg)
+    check_evaluator_settings(cfg, recipe)
+
+
+def check_shared_keys(cfg: DictConfig) -> None:
+    """The top-level keys both entry points take (`seed` is part of the composed config either way: a typo in it is
+    still a mistake, not something to ignore)."""
+    integer(cfg, "seed", minimum=0)
+    boolean(cfg, "force")
+    choice(cfg, "eval.backend", BACKENDS)
+    evaluators = _get(cfg, "evaluators")
+    if evaluators is not None and not isinstance(evaluators, str) and not (
+        isinstance(evaluators, (list, ListConfig)) and all(isinstance(e, str) for e in evaluators)
+    ):
+        raise ConfigError(f"evaluators={evaluators!r} is not a name or a list of names; e.g. evaluators=[gsm8k]")
+
+
+def check_evaluator_settings(cfg: DictConfig, recipe: str | None) -> None:
+    """Every evaluator block of the task, before any model is loaded: `n=0` would score nothing and `n=-3` drop the
+    last three records silently; `batch_size=0` or `max_new_tokens=abc` would fail after the model is loaded."""
+    for name, block in (_get(cfg, "task.evaluators") or {}).items():
+        if not isinstance(block, Mapping):
+            continue
+        for setting, rule in EVALUATOR_SETTINGS.items():
+            if setting not in block:
+                continue
+            key, value = _recipe_entry(f"task.evaluators.{name}.{setting}", block[setting], recipe)
+            if setting == "batch_size" and value == "auto" and _sizes_its_own_batches(name):
+                continue
+            _check_value(key, value, **rule)
 
 
 # ------------------------------------------------------------------------------------------------- checks
@@ -157,6 +200,21 @@ def _method_trains(name: str | None) -> bool:
         return bool(METHODS.get(name).trains)
     except Exception:  # an unknown name is reported by the registry itself, with the valid ones
         return True
+
+
+def _recipe_entry(key: str, value: Any, recipe: str | None) -> tuple[str, Any]:
+    """(the key as the user types it, the value) of a setting that may be per recipe: `n.demo` and its entry, or
+    `n` itself."""
+    if isinstance(value, Mapping) and recipe in value:
+        return f"{key}.{recipe}", value[recipe]
+    return key, value
+
+
+def _sizes_its_own_batches(evaluator: str) -> bool:
+    """Whether an evaluator takes `batch_size: auto` (lm-eval's commonsense evaluators do)."""
+    from astra_repro.evaluators import EVALUATORS
+
+    return evaluator in EVALUATORS and getattr(EVALUATORS.get(evaluator), "batch_size_auto", False)
 
 
 def _recipe_value(cfg, key: str, recipe: str | None) -> Any:

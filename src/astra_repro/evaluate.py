@@ -10,6 +10,8 @@ merged models) or a saved HF model folder. Everything after it is a Hydra overri
 (task=, evaluators=[..], eval.backend=, task.evaluators.<name>.<key>=, force=true). The record goes to
 results/runs/<task>/eval_<name>_<hash>/ (metrics.json last, predictions.jsonl), so `make tables` shows it: a
 rescored run is labelled "<method> (rescored)", or "<method> [<task> run]" when scored on another task.
+Bad input is one `error:` line naming the fix (exit status 2); a scoring that stops on an error leaves a FAILED
+file with the message instead of metrics.json, and the next run of the command starts that folder afresh.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from astra_repro import runs
 from astra_repro.errors import ConfigError
@@ -33,18 +36,53 @@ from astra_repro.recipes import resolve_recipe_tree
 log = logging.getLogger("astra_repro")
 
 
+RUN_PLAN_KEYS = ("model.name", "model.dtype", "task.name", "method.name", "recipe", "hp.rank", "seed")
+HELP = "python -m astra_repro.evaluate --help"
+
+
 def parse_argv(argv: list[str]) -> tuple[str, list[str]]:
-    positional = [a for a in argv if "=" not in a and not a.startswith("-")]
+    flags = [a for a in argv if a.startswith("-") and "=" not in a]
+    if flags:
+        raise ConfigError(f"unknown option '{flags[0]}'; give TARGET and key=value overrides ({HELP})")
+    positional = [a for a in argv if "=" not in a]
     if len(positional) != 1:
-        raise ConfigError("give exactly one TARGET: base, a run folder or a model folder (python -m astra_repro.evaluate --help)")
+        raise ConfigError(f"give exactly one TARGET: base, a run folder or a model folder ({HELP})")
     return positional[0], [a for a in argv if a != positional[0]]
+
+
+def one_line(err: BaseException, lines: int = 1) -> str:
+    """The first `lines` lines of an error message from a library, as one line (caret-only lines dropped)."""
+    text = [line.strip().rstrip(".") for line in str(err).splitlines() if line.strip().strip("^")]
+    return "; ".join(text[:lines]) or type(err).__name__
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=overrides)
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose("config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as err:  # Hydra's own message is several lines
+        raise ConfigError(f"bad override: {one_line(err, lines=2)} ({HELP})") from None
+
+
+def read_run(folder: Path) -> tuple[dict, dict]:
+    """(plan, record) of a run folder: its config.yaml and, once finished, its metrics.json."""
+    import yaml
+
+    try:
+        plan = OmegaConf.to_container(OmegaConf.load(folder / "config.yaml"), resolve=True)
+        record = json.loads((folder / runs.METRICS_FILE).read_text()) if runs.is_complete(folder) else {}
+    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException) as err:
+        raise ConfigError(f"run folder {folder} has an unreadable config.yaml or {runs.METRICS_FILE} "
+                          f"({type(err).__name__}: {one_line(err)}); give a run folder written by astra_repro.train") from None
+    conf = OmegaConf.create(plan) if isinstance(plan, dict) else None
+    missing = [key for key in RUN_PLAN_KEYS if conf is None or OmegaConf.select(conf, key) is None]
+    if missing or not isinstance(record, dict):
+        what = f"its config.yaml lacks {', '.join(missing)}" if missing else f"its {runs.METRICS_FILE} is not a record"
+        raise ConfigError(f"{folder} is not a run folder written by astra_repro.train ({what}); give another TARGET")
+    return plan, record
 
 
 def describe_target(target: str, overrides: list[str]) -> tuple[dict, list[str]]:
@@ -57,8 +95,7 @@ def describe_target(target: str, overrides: list[str]) -> tuple[dict, list[str]]
         raise ConfigError(f"TARGET '{target}' is neither `base` nor an existing folder; give a run folder or a model folder")
     is_run = (folder / "config.yaml").exists() and ((folder / "init").exists() or (folder / runs.METRICS_FILE).exists())
     if is_run:
-        plan = OmegaConf.to_container(OmegaConf.load(folder / "config.yaml"), resolve=True)
-        record = json.loads((folder / runs.METRICS_FILE).read_text()) if (folder / runs.METRICS_FILE).exists() else {}
+        plan, record = read_run(folder)
         defaults = []
         if not any(o.startswith("model=") for o in overrides) and (CONFIG_DIR / "model" / f"{plan['model']['name']}.yaml").exists():
             defaults.append(f"model={plan['model']['name']}")
@@ -88,8 +125,12 @@ def load_folder(folder: Path, dtype_name: str):
 
     from astra_repro.models import load_pretrained, torch_dtype
 
-    seq2seq = getattr(AutoConfig.from_pretrained(folder), "is_encoder_decoder", False)
-    return load_pretrained(str(folder), "seq2seq" if seq2seq else "causal_lm", torch_dtype(dtype_name))
+    try:
+        seq2seq = getattr(AutoConfig.from_pretrained(folder), "is_encoder_decoder", False)
+        return load_pretrained(str(folder), "seq2seq" if seq2seq else "causal_lm", torch_dtype(dtype_name))
+    except (OSError, ValueError) as err:  # a broken config.json, missing weights or tokenizer files
+        raise ConfigError(f"model folder {folder} cannot be loaded ({one_line(err)}); give a folder saved with "
+                          "save_pretrained (config.json, weights and tokenizer files)") from None
 
 
 def load_target(source: dict, cfg: DictConfig) -> tuple[EvalTarget, dict]:
@@ -124,10 +165,15 @@ def load_target(source: dict, cfg: DictConfig) -> tuple[EvalTarget, dict]:
     return EvalTarget(model, tokenizer, saved_model_folder(model_cfg), backend), fields
 
 
+def target_recipe(cfg: DictConfig, source: dict) -> str:
+    """A rescored run keeps its own recipe; anything else takes the configured model's."""
+    return source["plan"]["recipe"] if source["kind"] == "run" else cfg.model.recipe
+
+
 def evaluation_plan(cfg: DictConfig, source: dict) -> dict:
     from astra_repro.train import select_evaluators
 
-    recipe = source["plan"]["recipe"] if source["kind"] == "run" else cfg.model.recipe
+    recipe = target_recipe(cfg, source)
     task = OmegaConf.to_container(cfg.task, resolve=True)
     source_id = {k: v for k, v in source.items() if k in ("kind", "path")}
     if source["kind"] == "base":
@@ -148,14 +194,15 @@ def output_folder(plan: dict, fields: dict, cfg: DictConfig) -> Path:
 
 def evaluate(argv: list[str]) -> Path:
     from astra_repro.cli import check_config_choices
-    from astra_repro.tasks import get_task
-    from astra_repro.train import evaluate_stage, print_metrics, software_versions
+    from astra_repro.config_check import check_eval_config
+    from astra_repro.train import print_metrics
 
     wall_start = time.time()
     target_arg, overrides = parse_argv(argv)
     check_config_choices(overrides)
     source, overrides = describe_target(target_arg, overrides)
     cfg = compose_config(overrides)
+    check_eval_config(cfg, target_recipe(cfg, source))  # before a model is loaded or a folder written
     plan = evaluation_plan(cfg, source)
     target, fields = load_target(source, cfg)
     out = output_folder(plan, fields, cfg)
@@ -164,8 +211,21 @@ def evaluate(argv: list[str]) -> Path:
         print_metrics(json.loads((out / runs.METRICS_FILE).read_text()))
         return out
     if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+        shutil.rmtree(out)  # an unfinished or FAILED folder starts clean
+    runs.check_disk(out, 0, "this evaluation")  # creates it; an unwritable output_root is a one-line error
+    try:
+        return score_into(out, plan, source, cfg, target, fields, wall_start)
+    except BaseException as err:  # the folder must not look finished or in progress: it says why it stopped
+        runs.atomic_write_text(out / runs.FAILED_FILE, f"{type(err).__name__}: {err}\n")
+        raise
+
+
+def score_into(out: Path, plan: dict, source: dict, cfg: DictConfig, target: EvalTarget, fields: dict,
+               wall_start: float) -> Path:
+    """Run the evaluators into the empty folder `out`; metrics.json, its last write, marks it finished."""
+    from astra_repro.tasks import get_task
+    from astra_repro.train import evaluate_stage, print_metrics, software_versions
+
     runs.atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plan)))
     print(f"[astra_repro] scoring {source['kind']} {source.get('path', fields['model'])} on task={plan['task']['name']} -> {out}")
     t0 = time.time()

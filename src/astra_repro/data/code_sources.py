@@ -15,7 +15,7 @@ import logging
 from omegaconf import DictConfig
 
 from astra_repro.data import synthetic_code
-from astra_repro.data.sources import hub_reachable, read_json_records, warn_synthetic
+from astra_repro.data.sources import hub_reachable, normalize_records, read_json_records, require_text, warn_synthetic
 from astra_repro.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,10 @@ def is_python_record(record: dict) -> bool:
 
 def normalize_code_training_record(record: dict) -> dict:
     if "query" in record and "answer" in record:  # CodeFeedback-Filtered-Instruction
+        require_text(record, ("query", "answer"))
         return {"instruction": record["query"], "output": record["answer"]}
     if "instruction" in record and "output" in record:  # pissa-dataset python / synthetic_code
+        require_text(record, ("instruction", "output"))
         return {"instruction": record["instruction"], "output": record["output"]}
     raise ConfigError(
         f"unrecognised code training record with keys {sorted(record)}; expected instruction/output[/type] "
@@ -49,9 +51,11 @@ def load_code_training(data_cfg: DictConfig) -> tuple[list[dict], dict]:
     from the whole set) and {data_source, data_path, n_filtered_out}."""
     if data_cfg.get("path"):
         raw = read_json_records(data_cfg.path)
-        kept = [r for r in raw if is_python_record(r)]
         where = f"data file '{data_cfg.path}'"
         info = {"data_source": "local", "data_path": str(data_cfg.path)}
+        # Every record is checked, so the record number in a message is its place in the file.
+        normalized = normalize_records(raw, normalize_code_training_record, where)
+        records = [record for record, raw_record in zip(normalized, raw) if is_python_record(raw_record)]
     elif data_cfg.get("hub") and hub_reachable():
         from datasets import load_dataset
 
@@ -66,13 +70,14 @@ def load_code_training(data_cfg: DictConfig) -> tuple[list[dict], dict]:
             kept = kept.filter(lambda lang: str(lang).lower() == PYTHON, input_columns="lang")
         where = f"hub dataset '{hub.id}' split '{hub.split}'"
         info = {"data_source": "hub", "data_path": hub.id}
+        records = normalize_records(kept, normalize_code_training_record, where)
     else:
         warn_synthetic("code training", kind="Python problems with tests")
         seed = data_cfg.synthetic.seed
-        raw = kept = synthetic_code.generate("train", data_cfg.synthetic.n_train, seed=seed)
+        raw = synthetic_code.generate("train", data_cfg.synthetic.n_train, seed=seed)
         where = "synthetic_code"
         info = {"data_source": "synthetic", "data_path": f"synthetic_code(seed={seed})"}
-    records = [normalize_code_training_record(r) for r in kept]
+        records = normalize_records(raw, normalize_code_training_record, where)
     if not records:
         raise ConfigError(
             f"{where} has no python training records after filtering (type/lang must be 'python' where present); "

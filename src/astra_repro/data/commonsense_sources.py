@@ -13,7 +13,7 @@ import logging
 
 from omegaconf import DictConfig
 
-from astra_repro.data.sources import hub_reachable, read_json_records, warn_synthetic
+from astra_repro.data.sources import hub_reachable, normalize_records, read_json_records, require_text, warn_synthetic
 from astra_repro.data.synthetic_commonsense import synthetic_commonsense_training
 from astra_repro.errors import ConfigError
 
@@ -24,6 +24,7 @@ EXPECTED_FIELDS = "instruction/output (LLM-Adapters commonsense_170k.json: instr
 
 def normalize_commonsense_training_record(record) -> dict:
     if isinstance(record, dict) and "instruction" in record and "output" in record:
+        require_text(record, ("instruction", "output"))
         return {"instruction": record["instruction"], "output": record["output"]}
     got = f"keys {sorted(record)}" if isinstance(record, dict) else f"a {type(record).__name__}"
     raise ConfigError(f"unrecognised commonsense training record with {got}; expected fields {EXPECTED_FIELDS}")
@@ -46,7 +47,7 @@ def load_commonsense_training(data_cfg: DictConfig) -> tuple[list[dict], dict]:
     whole set) and {data_source, data_path, n_records}."""
     if data_cfg.get("path"):
         raw = read_json_records(data_cfg.path)
-        records = [normalize_commonsense_training_record(r) for r in raw]
+        records = normalize_records(raw, normalize_commonsense_training_record, str(data_cfg.path))
         non_empty_inputs = sum(1 for r in raw if isinstance(r, dict) and r.get("input"))
         if non_empty_inputs:  # the reference ignores `input` too; say so rather than drop text silently
             log.info("commonsense training: ignoring a non-empty `input` in %d records (reference behaviour)",

@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from astra_repro.data.sources import hub_reachable, warn_synthetic
+from astra_repro.data.sources import hub_reachable, read_text, warn_synthetic
 from astra_repro.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -217,14 +217,14 @@ def _normalize_record(task: str, record: Any, line: int | None) -> dict | None:
     return out
 
 
-def _read_lines(path: Path) -> list[str]:
-    # utf-8-sig drops a leading BOM (MRPC). Split on "\n" only: str.splitlines would also split on \x0b, \u2028, ...
-    text = path.read_text(encoding="utf-8-sig")
+def _read_lines(path: Path, setting: str) -> list[str]:
+    # read_text drops a leading BOM (MRPC). Split on "\n" only: str.splitlines would also split on \x0b, \u2028, ...
+    text = read_text(path, setting)
     return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
 
 
-def _read_tsv(task: str, path: Path) -> tuple[list[dict], int]:
-    lines = _read_lines(path)
+def _read_tsv(task: str, path: Path, setting: str) -> tuple[list[dict], int]:
+    lines = _read_lines(path, setting)
     rows = [(i + 1, line.split("\t")) for i, line in enumerate(lines) if line.strip()]
     if not rows:
         return [], 0
@@ -256,8 +256,8 @@ def _read_tsv(task: str, path: Path) -> tuple[list[dict], int]:
     return examples, skipped
 
 
-def _read_json_file(task: str, path: Path) -> tuple[list[dict], int]:
-    text = path.read_text(encoding="utf-8-sig")
+def _read_json_file(task: str, path: Path, setting: str) -> tuple[list[dict], int]:
+    text = read_text(path, setting)
     records: list[tuple[int | None, Any]]
     if path.suffix == ".jsonl" or not text.lstrip().startswith(("[", "{")) or _looks_like_jsonl(text):
         records = []
@@ -309,9 +309,9 @@ def read_glue_file(task: str, path: str | Path, setting: str = f"{SETTING}.path"
         raise ConfigError(f"GLUE {task} data file '{path}' does not exist; fix {setting} (or unset it)")
     suffix = path.suffix.lower()
     if suffix in {".tsv", ".txt"}:
-        return _read_tsv(task, path)
+        return _read_tsv(task, path, setting)
     if suffix in {".jsonl", ".json"}:
-        return _read_json_file(task, path)
+        return _read_json_file(task, path, setting)
     raise ConfigError(f"{path}: unknown GLUE file type '{suffix}'; use .tsv (GLUE), .jsonl or .json")
 
 
@@ -320,8 +320,8 @@ def _mrpc_from_raw(folder: Path, split: str) -> tuple[list[dict], int, Path] | N
     raw, ids_file = folder / "msr_paraphrase_train.txt", folder / "dev_ids.tsv"
     if not (raw.is_file() and ids_file.is_file()):
         return None
-    dev_ids = {tuple(line.strip().split("\t")) for line in _read_lines(ids_file) if line.strip()}
-    lines = _read_lines(raw)
+    dev_ids = {tuple(line.strip().split("\t")) for line in _read_lines(ids_file, f"{SETTING}.glue_dir") if line.strip()}
+    lines = _read_lines(raw, f"{SETTING}.glue_dir")
     header = [c.strip().lower() for c in lines[0].split("\t")]
     examples = []
     for i, line in enumerate(lines[1:], start=2):

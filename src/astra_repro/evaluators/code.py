@@ -10,11 +10,11 @@ to the original tests in our sandbox (base only) and MBPP is skipped with the fi
 
 from __future__ import annotations
 
-import json
 import warnings
 from typing import ClassVar
 
 from astra_repro.data.prompts import ALPACA_PROMPT
+from astra_repro.data.sources import normalize_records, read_json_records, require_text
 from astra_repro.errors import ConfigError
 from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, percent_true, register_evaluator
 from astra_repro.evaluators.code_data import load_code_problems
@@ -40,14 +40,8 @@ def constructed_prompt(problem: dict) -> str:
 def read_pissa_prompts(path: str, dataset: str) -> dict[str, str]:
     """task_id -> instruction of the pissa-dataset python test file rows of this benchmark, in file order."""
     prompts = {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-    except OSError as err:
-        raise ConfigError(f"cannot read prompts_path={path}: {err}") from err
-    for row in rows:
-        if row.get("type") != dataset:
-            continue
+    rows = [row for row in read_json_records(path, f"task.evaluators.{dataset}.prompts_path") if row.get("type") == dataset]
+    for row in normalize_records(rows, pissa_prompt_row, f"{path} ({dataset} rows)"):
         instruction = row["instruction"]
         if PISSA_INSTRUCTION not in instruction or PISSA_RESPONSE not in instruction:
             raise ConfigError(
@@ -58,6 +52,15 @@ def read_pissa_prompts(path: str, dataset: str) -> dict[str, str]:
     if not prompts:
         raise ConfigError(f"{path} has no rows with type == {dataset!r} (pissa-dataset python test format expected)")
     return prompts
+
+
+def pissa_prompt_row(row: dict) -> dict:
+    """A prompt row holds its task id (`answer`) and its prompt (`instruction`) as text."""
+    missing = [f for f in ("instruction", "answer") if f not in row]
+    if missing:
+        raise ConfigError(f"no '{missing[0]}' field; expected pissa-dataset python test rows (type, instruction, answer)")
+    require_text(row, ("instruction", "answer"))
+    return row
 
 
 class CodeEvaluator(Evaluator):

@@ -11,12 +11,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
-import json
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from astra_repro.data.sources import read_json_records
 from astra_repro.errors import ConfigError
 from astra_repro.paths import cache_dir
 
@@ -49,10 +49,9 @@ ORIGINAL_HUMANEVAL = "HumanEval (openai/human-eval, 164 tasks, base tests only)"
 PLUS_UNAVAILABLE = "no EvalPlus HumanEval+ file: the original HumanEval was scored, which has no plus tests"
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+def read_jsonl(path: str | os.PathLike, setting: str = "task.evaluators.<humaneval|mbpp>.path") -> list[dict]:
+    """The records of a problem file (.jsonl or .jsonl.gz); a damaged file is a one-line ConfigError naming `setting`."""
+    return read_json_records(path, setting)
 
 
 def file_md5(path: str | os.PathLike) -> str:
@@ -101,19 +100,25 @@ def human_eval_package_file() -> Path | None:
     return None
 
 
+def path_setting(dataset: str) -> str:
+    """The key that names a benchmark's problem file (the evaluator is named like the dataset)."""
+    return f"task.evaluators.{dataset}.path"
+
+
 def check_records(dataset: str, records: list[dict], fields: tuple, source: str) -> dict:
     """task_id -> record, after checking the fields and the task-id prefix; an unexpected count only warns."""
     release = RELEASES[dataset]
+    fix = f"point {path_setting(dataset)} at EvalPlus {release.name}.jsonl(.gz) {release.version}"
     if not records:
-        raise ConfigError(f"{source} holds no problems")
+        raise ConfigError(f"{source} holds no problems; {fix}")
     for record in records:
         missing = [f for f in fields if f not in record]
         if missing:
-            raise ConfigError(f"{source}: record {record.get('task_id', '?')} lacks {missing}; is it a {dataset} file?")
+            raise ConfigError(f"{source}: record {record.get('task_id', '?')} lacks {missing}; is it a {dataset} file? {fix}")
         if not str(record["task_id"]).startswith(release.task_prefix):
             raise ConfigError(
                 f"{source}: task id {record['task_id']!r} is not a {dataset} task ({release.task_prefix}...); "
-                f"is this the other benchmark's file?"
+                f"is this the other benchmark's file? {fix}"
             )
     problems = {r["task_id"]: r for r in records}
     if len(problems) != release.n_tasks:
@@ -122,8 +127,8 @@ def check_records(dataset: str, records: list[dict], fields: tuple, source: str)
 
 
 def load_plus_release(dataset: str, path: str | os.PathLike, data_source: str) -> tuple[dict, dict]:
-    plain = plain_jsonl(path)
-    problems = check_records(dataset, read_jsonl(plain), PLUS_FIELDS, str(path))
+    problems = check_records(dataset, read_jsonl(path, path_setting(dataset)), PLUS_FIELDS, str(path))
+    plain = plain_jsonl(path)  # after the check: a damaged .gz is reported above, not decompressed
     md5 = file_md5(plain)
     expected = f"{RELEASES[dataset].name} {RELEASES[dataset].version}"
     version = KNOWN_RELEASE_MD5.get(md5, f"unknown (md5 {md5})")
@@ -143,18 +148,17 @@ def load_code_problems(dataset: str, path: str | os.PathLike | None = None) -> t
         raise ConfigError(f"unknown code benchmark {dataset!r}; expected one of {sorted(RELEASES)}")
     release = RELEASES[dataset]
     if path:
-        if not Path(path).is_file():
-            raise ConfigError(f"task.evaluators.{dataset}.path={path} does not exist")
         return load_plus_release(dataset, path, "local")
     cached = evalplus_cache_file(dataset)
     if cached.is_file():
         return load_plus_release(dataset, cached, "evalplus_cache")
-    fix = (f"set task.evaluators.{dataset}.path=/path/{release.name}.jsonl(.gz) "
+    fix = (f"set {path_setting(dataset)}=/path/{release.name}.jsonl(.gz) "
            f"(EvalPlus {release.name} {release.version})")
     if dataset == "humaneval":
         package_file = human_eval_package_file()
         if package_file is not None:
-            problems = check_records(dataset, read_jsonl(package_file), HUMANEVAL_FIELDS, str(package_file))
+            problems = check_records(dataset, read_jsonl(package_file, path_setting(dataset)), HUMANEVAL_FIELDS,
+                                     str(package_file))
             info = {
                 "data_source": "human_eval_package", "data_path": str(package_file), "problems_file": str(package_file),
                 "version": ORIGINAL_HUMANEVAL, "md5": None, "plus_available": False,

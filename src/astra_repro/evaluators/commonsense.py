@@ -92,12 +92,12 @@ def official_task(benchmark: Benchmark) -> tuple[Any, str]:
         return None, f"{type(err).__name__}: {str(err).splitlines()[0]}"
 
 
-def local_task(benchmark: Benchmark, path: Path):
-    """(lm-eval task over the LLM-Adapters file at `path`, number of documents)."""
+def local_task(benchmark: Benchmark, path: Path, setting: str | None = None):
+    """(lm-eval task over the LLM-Adapters file at `path`, number of documents); `setting` names the file's key."""
     from lm_eval.api.task import ConfigurableTask
 
     root = cache_dir() / "commonsense"
-    docs_file, count = converted_file(benchmark.name, path, root / "docs")
+    docs_file, count = converted_file(benchmark.name, path, root / "docs", setting)
     return ConfigurableTask(config=local_task_config(benchmark, docs_file, root / "hf_datasets")), count
 
 
@@ -205,6 +205,7 @@ class CommonsenseEvaluator(Evaluator):
 
     primary_metric = "acc"
     version = f"1+lm-eval{LM_EVAL_PIN}"
+    batch_size_auto = True  # lm-eval finds the largest batch that fits (`batch_size: auto`)
 
     @property
     def spec(self) -> Benchmark:
@@ -227,7 +228,7 @@ class CommonsenseEvaluator(Evaluator):
         return None, "no path or data_dir configured"
 
     def file_task(self, path: Path, data_source: str) -> tuple[Any, dict]:
-        task, count = local_task(self.spec, path)
+        task, count = local_task(self.spec, path, f"task.evaluators.{self.name}.path (or task.eval_data_dir)")
         return task, {
             "data_source": data_source, "data_path": str(path), "n_available": count,
             "lm_eval_task": self.spec.local_task, "official_task": self.spec.official_task,

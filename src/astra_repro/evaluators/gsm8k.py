@@ -4,7 +4,8 @@ math-verify check and a flexible extraction, with every sample saved."""
 from __future__ import annotations
 
 from astra_repro.data.prompts import MATH_STOP_STRINGS, math_eval_prompt
-from astra_repro.data.sources import load_gsm8k_eval
+from astra_repro.data.sources import load_gsm8k_eval, normalize_records
+from astra_repro.errors import ConfigError
 from astra_repro.evaluators import answer_extraction as ax
 from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, percent_true, register_evaluator
 from astra_repro.recipes import per_recipe
@@ -16,6 +17,17 @@ def gold_value(answer: str) -> str:
     return answer.strip().replace(",", "")
 
 
+def checked_gold(answer: str) -> str:
+    """The gold number of one answer; an answer without one would be scored wrong for every output, silently."""
+    try:
+        gold = gold_value(answer)
+        float(gold)
+    except ValueError:
+        raise ConfigError(f"answer {answer[-60:]!r} has no gold number (GSM8K's '#### N' or a plain number); "
+                          "fix or remove that record") from None
+    return gold
+
+
 @register_evaluator
 class GSM8K(Evaluator):
     name = "gsm8k"
@@ -25,7 +37,8 @@ class GSM8K(Evaluator):
     def evaluate(self, target: EvalTarget) -> EvalResult:
         cfg = self.cfg
         n = per_recipe(cfg.n, self.recipe)
-        records, info = load_gsm8k_eval(cfg, n, synthetic_seed=cfg.synthetic_seed)
+        records, info = load_gsm8k_eval(cfg, n, synthetic_seed=cfg.synthetic_seed, setting=f"task.evaluators.{self.name}.path")
+        golds = normalize_records([r["answer"] for r in records], checked_gold, info["data_path"])  # before generating
         prompts = [math_eval_prompt(r["question"]) for r in records]
         max_new_tokens = per_recipe(cfg.max_new_tokens, self.recipe)
         outputs, generation_info = self.generate(
@@ -33,8 +46,7 @@ class GSM8K(Evaluator):
             stop_strings=MATH_STOP_STRINGS,
         )
         predictions = []
-        for record, prompt, output in zip(records, prompts, outputs):
-            gold = gold_value(record["answer"])
+        for record, gold, prompt, output in zip(records, golds, prompts, outputs):
             strict = ax.extract_gsm8k_reference(output)
             flexible = ax.gsm8k_flexible_extract(output)
             predictions.append(

@@ -7,7 +7,9 @@ from omegaconf import DictConfig
 
 from astra_repro.data import synthetic_math
 from astra_repro.data.prompts import MATH_STOP_STRINGS, math_eval_prompt
-from astra_repro.data.sources import CALC_ANNOTATION, hub_reachable, read_json_records, warn_synthetic
+from astra_repro.data.sources import (
+    CALC_ANNOTATION, hub_reachable, normalize_records, read_json_records, require_text, warn_synthetic,
+)
 from astra_repro.errors import ConfigError
 from astra_repro.evaluators import math_grading as mg
 from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, percent_true, register_evaluator
@@ -46,6 +48,7 @@ def normalize_math_eval_record(record: dict, fmt: str) -> dict:
     if detect_format(record) != fmt:
         expected = "/".join(FORMAT_FIELDS[fmt])
         raise ConfigError(f"MATH eval file mixes formats: expected {fmt} fields {expected}, got keys {sorted(record)}")
+    require_text(record, FORMAT_FIELDS[fmt])
     if fmt == "pissa":
         return {"question": _pissa_question(record["query"]), "prompt": record["query"], "gold": mg.math_gold(record)}
     question = record["instruction"] if fmt == "metamath" else record["problem"]
@@ -62,10 +65,10 @@ def synthetic_math_problems(n: int, seed: int) -> list[dict]:
     return problems
 
 
-def load_math_eval(cfg: DictConfig, n: int | None) -> tuple[list[dict], dict]:
+def load_math_eval(cfg: DictConfig, n: int | None, setting: str = "task.evaluators.math.path") -> tuple[list[dict], dict]:
     """MATH test problems: local file -> hub -> synthetic arithmetic stand-in (warned and recorded)."""
     if cfg.get("path"):
-        raw = read_json_records(cfg.path)
+        raw = read_json_records(cfg.path, setting)
         info = {"data_source": "local", "data_path": str(cfg.path)}
     elif cfg.get("hub") and hub_reachable():
         from datasets import load_dataset
@@ -84,8 +87,11 @@ def load_math_eval(cfg: DictConfig, n: int | None) -> tuple[list[dict], dict]:
         raise ConfigError(f"MATH eval data '{info['data_path']}' holds no records")
     if n is not None:
         raw = raw[:n]
-    fmt = detect_format(raw[0])
-    records = [normalize_math_eval_record(r, fmt) for r in raw]
+    fmt = normalize_records(raw[:1], detect_format, info["data_path"])[0]
+    records = normalize_records(raw, lambda record: normalize_math_eval_record(record, fmt), info["data_path"])
+    if all(r["gold"] is None for r in records):  # every output would be scored wrong
+        raise ConfigError(f"{info['data_path']}: no record has a gold answer (a \\boxed{{..}} in its {FORMAT_FIELDS[fmt][1]}); "
+                          f"point {setting} at a MATH test file")
     info.update(n_eval=len(records), format=fmt)
     return records, info
 
@@ -98,7 +104,7 @@ class HendrycksMath(Evaluator):
 
     def evaluate(self, target: EvalTarget) -> EvalResult:
         cfg = self.cfg
-        records, info = load_math_eval(cfg, per_recipe(cfg.n, self.recipe))
+        records, info = load_math_eval(cfg, per_recipe(cfg.n, self.recipe), setting=f"task.evaluators.{self.name}.path")
         prompts = [r["prompt"] for r in records]
         outputs, generation_info = self.generate(
             target, prompts, max_new_tokens=per_recipe(cfg.max_new_tokens, self.recipe),

@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Iterator
 
+from astra_repro.data.sources import read_json_records
 from astra_repro.errors import ConfigError
 
 PARSER_VERSION = "1"  # part of the converted-file cache key: bump when a document changes
@@ -106,33 +107,27 @@ def record_to_doc(benchmark: str, record: dict, index: int) -> dict:
     return {"query": query, "choices": options, "gold": gold, "record_index": index}
 
 
-def read_records(path: Path) -> list[dict]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            records = json.load(f)
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"cannot read LLM-Adapters test file {path}: {err}") from None
-    if not isinstance(records, list):
-        raise ConfigError(f"{path} is not a JSON array of {{instruction, input, output, answer}} records")
-    return records
-
-
-def iter_docs(benchmark: str, path: Path) -> Iterator[dict]:
-    """Every record of an LLM-Adapters test file as a document; a bad record is a one-line ConfigError."""
-    records = read_records(path)
+def iter_docs(benchmark: str, path: Path, setting: str | None = None) -> Iterator[dict]:
+    """Every record of an LLM-Adapters test file as a document; a bad file or record is a one-line ConfigError
+    naming the file, the record and `setting` (the key that names the file)."""
+    setting = setting or f"task.evaluators.{benchmark}.path"
+    records = read_json_records(path, setting)
     if not records:
-        raise ConfigError(f"{path} holds no records")
+        raise ConfigError(f"{path} holds no records; point {setting} at LLM-Adapters' {benchmark} test.json")
     for index, record in enumerate(records):
         try:
-            if not isinstance(record, dict) or not isinstance(record.get("instruction"), str):
+            if not isinstance(record.get("instruction"), str):
                 raise RecordError("not an object with a string 'instruction'")
+            if "answer" not in record:
+                raise RecordError("no 'answer' field")
             doc = record_to_doc(benchmark, record, index)
-        except (RecordError, KeyError) as err:
-            raise ConfigError(f"{path}: record {index} is not a {benchmark} LLM-Adapters record ({err})") from None
+        except RecordError as err:
+            raise ConfigError(f"{path}: record {index} is not a {benchmark} LLM-Adapters record ({err}); "
+                              f"point {setting} at LLM-Adapters' {benchmark} test.json") from None
         yield doc
 
 
-def converted_file(benchmark: str, path: Path, out_dir: Path) -> tuple[Path, int]:
+def converted_file(benchmark: str, path: Path, out_dir: Path, setting: str | None = None) -> tuple[Path, int]:
     """(jsonl of documents, document count), converted once per source file version and reused afterwards.
 
     The raw JSON (HellaSwag: 11 MB) is only held while converting and the documents are streamed to disk; lm-eval
@@ -146,7 +141,7 @@ def converted_file(benchmark: str, path: Path, out_dir: Path) -> tuple[Path, int
         tmp = out.with_suffix(".tmp")
         try:
             with open(tmp, "w", encoding="utf-8") as f:
-                for doc in iter_docs(benchmark, path):
+                for doc in iter_docs(benchmark, path, setting):
                     f.write(json.dumps(doc, ensure_ascii=False) + "\n")
         except BaseException:
             tmp.unlink(missing_ok=True)
