@@ -1,6 +1,7 @@
 # make demo    fine-tune the embedded SmolLM2-135M on math (LoRA and Astra), score it, print the table (CPU, <10 min)
 # make test    the test suite (offline, tiny models)
 # make tables  regenerate results/tables (next to the paper's numbers) and results/figures from run records
+# make report  one self-contained HTML page (tables, figures, cost, fidelity options): results/report.html
 # make bench   timing / memory figures for docs/benchmarks.md
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test tables bench clean-runs methods
+.PHONY: install demo test tables report bench clean-runs methods
 
 install: $(VENV)/.installed
 
@@ -25,6 +26,9 @@ test: install
 tables: install
 	$(PY) -m astra_repro.tables
 
+report: install
+	$(PY) -m astra_repro.report
+
 methods: install
 	$(PY) -m astra_repro.methods
 
@@ -33,4 +37,4 @@ bench: install
 	$(PY) scripts/bench.py
 
 clean-runs:
-	rm -rf results/runs/* results/tables/*.md results/tables/*.csv
+	rm -rf results/runs/* results/tables/*.md results/tables/*.csv results/tables/*.tex results/report.html

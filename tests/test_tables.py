@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 
 from astra_repro import runs
 from astra_repro.tables import write_tables
@@ -30,8 +31,12 @@ def test_tables_aggregate_seeds_and_show_paper_numbers(tmp_path):
     assert "local / local" in md
     csv = pd.read_csv(tmp_path / "tables" / "math_llama2_7b.csv")
     assert csv.set_index("method").loc["lora", "gsm8k.accuracy"] == 41.0
-    # no logs -> no figure; Table 2's layout beside the per-task table
-    assert [p.name for p in paths] == ["math_llama2_7b.md", "math_llama2_7b.csv", "table2_llama2_7b.md", "table2_llama2_7b.csv"]
+    # no logs -> no training curves; Table 2's layout (+ its significance table, Table 4, the cost) beside the per-task table
+    names = [p.name for p in paths]
+    assert names[:2] == ["math_llama2_7b.md", "math_llama2_7b.csv"]
+    assert not [n for n in names if n.startswith("fig1") or n.endswith("_training.png")]  # curves need logs
+    for stem in ("table2_llama2_7b", "table4_llama2_7b", "cost_no_sweep"):  # no predictions: no significance table
+        assert {f"{stem}.md", f"{stem}.csv", f"{stem}.tex"} <= set(names)
 
 
 def test_tables_flag_synthetic_data_and_list_paper_reference_for_other_models(tmp_path):
@@ -89,12 +94,19 @@ def test_table2_joins_math_and_code_runs_with_paper_numbers_and_average(tmp_path
     fake_record(root, "lora", 1, 40.0)  # no code runs, no MATH: its Avg stays empty
     write_tables(root, tmp_path / "tables")
     md = (tmp_path / "tables" / "table2_llama2_7b.md").read_text()
-    # GSM8K mean of 55 and 57, MATH 9, code cells, and Avg over all six, each with the paper's value
-    assert "| astra | 128 | 56.00 ± 1.41 (55.19) | 9.00 (8.98) | 25.00 (25.00) | 23.00 (23.20) | 38.00 (38.40) | 31.00 (31.20) | 30.33 (30.33) |" in md
+    # GSM8K mean of 55 and 57 [2 seeds], MATH 9, code cells, and Avg over all six, each with the paper's value and Δ
+    assert ("| astra | 128 | 56.00 ± 1.41 [2] | 55.19 | +0.81 | 9.00 [1] | 8.98 | +0.02 | 25.00 [1] | 25.00 | +0.00 | "
+            "23.00 [1] | 23.20 | −0.20 | 38.00 [1] | 38.40 | −0.40 | 31.00 [1] | 31.20 | −0.20 | 30.33 | 30.33 | +0.00 |") in md
     lora_row = next(line for line in md.splitlines() if line.startswith("| lora |"))
-    assert lora_row.startswith("| lora | 128 | 40.00 (41.40) | — (5.42) |") and lora_row.endswith("| — (25.17) |")
+    assert lora_row.startswith("| lora | 128 | 40.00 [1] | 41.40 | −1.40 | — | 5.42 | — |")
+    assert lora_row.endswith("| — | 25.17 | — |")
+    # the paper's other methods stay, without runs; nothing is dropped
+    assert "| milora (no runs) | 128 | — | 39.12 | — |" in md and "| fft (no runs) | full |" in md
     csv = pd.read_csv(tmp_path / "tables" / "table2_llama2_7b.csv").set_index("method")
     assert csv.loc["astra", "humaneval_plus"] == 23.0 and csv.loc["astra", "gsm8k.seeds"] == 2
+    assert csv.loc["astra", "gsm8k.delta"] == pytest.approx(0.81) and csv.loc["astra", "gsm8k.paper"] == 55.19
+    tex = (tmp_path / "tables" / "table2_llama2_7b.tex").read_text()
+    assert "\\toprule" in tex and "\\multicolumn{3}{c}{GSM8K}" in tex and "56.00 $\\pm$ 1.41 [2] & 55.19 & +0.81" in tex
     code_md = (tmp_path / "tables" / "code_llama2_7b.md").read_text()
     assert "humaneval pass@1" in code_md and "| astra | 128 | 1 | 319.82M | 25.00 | 25.00 |" in code_md
 
@@ -103,9 +115,10 @@ def test_table2_marks_rows_from_synthetic_data(tmp_path):
     root = tmp_path / "runs"
     fake_code_record(root, "lora", 1, 5.0, None, 0.0, None, model="smollm2_135m", source="synthetic")
     write_tables(root, tmp_path / "tables")
-    md = (tmp_path / "tables" / "table2_smollm2_135m.md").read_text()
-    assert "| lora † | 128 | — | — | 5.00 | — | 0.00 | — | — |" in md
-    assert "synthetic data" in md
+    assert not (tmp_path / "tables" / "table2_smollm2_135m.md").exists()  # never mixed into a paper table
+    md = (tmp_path / "tables" / "table2_smollm2_135m_synthetic.md").read_text()
+    assert "| lora | 128 | — | — | — | — | — | — | 5.00 [1] | — | — | — | — | — | 0.00 [1] | — | — |" in md
+    assert "SYNTHETIC data" in md and "paper values are not shown" in md
 
 
 COMMONSENSE = ("boolq", "piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa", "siqa")
@@ -129,12 +142,14 @@ def test_table3_averages_the_seven_benchmarks_and_keeps_siqa_outside(tmp_path):
     fake_commonsense_record(root, "lora", 1, {e: 50.0 for e in COMMONSENSE if e != "hellaswag"})  # hellaswag missing
     write_tables(root, tmp_path / "tables")
     md = (tmp_path / "tables" / "table3_llama2_7b.md").read_text()
-    assert "| method | rank | BoolQ | PIQA | HellaSwag | WinoGrande | ARC-e | ARC-c | OBQA | Avg | SIQA |" in md
+    assert ("| method | rank | BoolQ | paper | Δ | PIQA | paper | Δ | HellaSwag | paper | Δ | WinoGrande | paper | Δ | "
+            "ARC-e | paper | Δ | ARC-c | paper | Δ | OBQA | paper | Δ | Avg | paper | Δ | SIQA |") in md
     # BoolQ over two seeds, the paper's values, Avg of the seven means (81+78+57+71+79+48+34)/7 = 64.00, SIQA after Avg
-    assert ("| astra | 128 | 81.00 ± 1.41 (83.76) | 78.00 ± 0.00 (78.51) | 57.00 ± 0.00 (57.28) | 71.00 ± 0.00 (71.74) | "
-            "79.00 ± 0.00 (79.63) | 48.00 ± 0.00 (48.72) | 34.00 ± 0.00 (34.20) | 64.00 (64.83) | 99.00 ± 0.00 |") in md
+    assert ("| astra | 128 | 81.00 ± 1.41 [2] | 83.76 | −2.76 | 78.00 ± 0.00 [2] | 78.51 | −0.51 | 57.00 ± 0.00 [2] | "
+            "57.28 | −0.28 | 71.00 ± 0.00 [2] | 71.74 | −0.74 | 79.00 ± 0.00 [2] | 79.63 | −0.63 | 48.00 ± 0.00 [2] | 48.72 "
+            "| −0.72 | 34.00 ± 0.00 [2] | 34.20 | −0.20 | 64.00 | 64.83 | −0.83 | 99.00 ± 0.00 [2] |") in md
     lora_row = next(line for line in md.splitlines() if line.startswith("| lora |"))
-    assert "| — (57.30) |" in lora_row and lora_row.endswith("| — (63.01) | 50.00 |")  # no HellaSwag: no Avg
+    assert "| — | 57.30 | — |" in lora_row and lora_row.endswith("| — | 63.01 | — | 50.00 [1] |")  # no HellaSwag: no Avg
     assert "SIQA: not in the paper's table, outside Avg." in md
     csv = pd.read_csv(tmp_path / "tables" / "table3_llama2_7b.csv").set_index("method")
     assert csv.loc["astra", "siqa"] == 99.0 and csv.loc["astra", "average"] == 64.0
@@ -160,11 +175,12 @@ def test_glue_runs_fill_table1_or_table9_by_batch_size_one_column_per_glue_task(
     fake_glue_record(root, "astra", 0, "mrpc", 92.0, 32)
     write_tables(root, tmp_path / "tables")
     table1 = (tmp_path / "tables" / "table1_t5_base.md").read_text()
-    assert "| method | rank | MNLI | SST-2 | QNLI | CoLA | MRPC | Avg |" in table1
+    assert "| method | rank | MNLI | paper | Δ | SST-2 | paper | Δ | QNLI | paper | Δ | CoLA | paper | Δ | MRPC |" in table1
     # MRPC: three seeds of batch 128 only (the batch-32 run goes to Table 9), SST-2 its own column
-    assert "| astra | 8 | — (87.09) | 96.00 (96.45) | — (98.83) | — (87.87) | 88.00 ± 1.00 (88.36) | — (91.72) |" in table1
+    assert ("| astra | 8 | — | 87.09 | — | 96.00 [1] | 96.45 | −0.45 | — | 98.83 | — | — | 87.87 | — | 88.00 ± 1.00 [3] | "
+            "88.36 | −0.36 | — | 91.72 | — |") in table1
     table9 = (tmp_path / "tables" / "table9_t5_base.md").read_text()
-    assert "| astra | 8 | — (86.94) | — (96.56) | — (98.66) | — (90.08) | 92.00 (92.65) | — (92.98) |" in table9
+    assert "| astra | 8 | — | 86.94 | — | — | 96.56 | — | — | 98.66 | — | — | 90.08 | — | 92.00 [1] | 92.65 | −0.65 |" in table9
     # per-task tables keep GLUE tasks apart, and runs of different batch sizes apart
     assert (tmp_path / "tables" / "glue_sst2_t5_base.md").exists()
     mrpc = (tmp_path / "tables" / "glue_mrpc_t5_base.md").read_text()

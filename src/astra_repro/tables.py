@@ -1,8 +1,13 @@
-"""`make tables`: the paper's tables from run records, side by side with the paper's numbers.
+"""`make tables`: the paper's tables and figures from run records, side by side with the paper's numbers.
 
-Reads only `results/runs/**/metrics.json` and `results/paper/*.csv`; never re-runs anything. One table per
-(task, model): a row per method (and rank), mean ± std over seeds, trainable parameters, and where the
-training and evaluation data came from (a number from synthetic data must never pass for a paper number).
+Reads only `results/runs/**/` (metrics.json, predictions.jsonl, train_log.jsonl) and `results/paper/*.csv`; never
+re-runs anything. Writes to results/tables (Markdown, CSV, LaTeX) and results/figures (PNG, PDF):
+- one table per (task, model): a row per method (and rank), mean ± std over seeds, trainable parameters, and where
+  the training and evaluation data came from (a number from synthetic data must never pass for a paper number);
+- the paper's Tables 1, 2, 3, 4 and 9 per model, with the paper's value and Δ per cell, significance marks from a
+  paired bootstrap, and a table of the differences with their intervals (`report/paper_tables.py`);
+- the cost of the runs, one table per sweep (`report/cost.py`);
+- the paper's figures (`report/figures.py`).
 """
 
 from __future__ import annotations
@@ -10,7 +15,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -27,58 +31,6 @@ PAPER_TABLES = {
                                                "arc_easy": "arc_e", "arc_challenge": "arc_c", "openbookqa": "obqa"}),
 }
 DEFAULT_PRIMARY_METRIC = "accuracy"
-
-
-@dataclass(frozen=True)
-class PaperLayout:
-    """A paper table that joins benchmarks across evaluators (and tasks): column -> (task, evaluator, metric) or
-    (task, evaluator, metric, {eval_data field: value}) when one evaluator serves several columns (GLUE's task)."""
-
-    name: str  # file stem: results/tables/<name>_<model>.md
-    title: str
-    paper_csv: str  # the paper's numbers, one column per entry of `columns`
-    columns: dict[str, tuple]
-    headers: dict[str, str]
-    extra_columns: dict[str, tuple] = field(default_factory=dict)  # shown, outside Avg
-    records: dict = field(default_factory=dict)  # only records with these field values (e.g. the batch size)
-
-
-TABLE2 = PaperLayout(
-    name="table2", title="Table 2", paper_csv="table2_math_code.csv",
-    columns={
-        "gsm8k": ("math", "gsm8k", "accuracy"),
-        "math": ("math", "math", "accuracy"),
-        "humaneval": ("code", "humaneval", "pass@1"),
-        "humaneval_plus": ("code", "humaneval", "pass@1_plus"),
-        "mbpp": ("code", "mbpp", "pass@1"),
-        "mbpp_plus": ("code", "mbpp", "pass@1_plus"),
-    },
-    headers={"gsm8k": "GSM8K", "math": "MATH", "humaneval": "HumanEval", "humaneval_plus": "HumanEval+", "mbpp": "MBPP", "mbpp_plus": "MBPP+"},
-)
-# lm-eval `acc` (protocol §3.4). SIQA is trained on (Commonsense170K) but not reported by the paper.
-TABLE3 = PaperLayout(
-    name="table3", title="Table 3", paper_csv="table3_commonsense.csv",
-    columns={
-        "boolq": ("commonsense", "boolq", "acc"),
-        "piqa": ("commonsense", "piqa", "acc"),
-        "hellaswag": ("commonsense", "hellaswag", "acc"),
-        "winogrande": ("commonsense", "winogrande", "acc"),
-        "arc_e": ("commonsense", "arc_easy", "acc"),
-        "arc_c": ("commonsense", "arc_challenge", "acc"),
-        "obqa": ("commonsense", "openbookqa", "acc"),
-    },
-    headers={"boolq": "BoolQ", "piqa": "PIQA", "hellaswag": "HellaSwag", "winogrande": "WinoGrande", "arc_e": "ARC-e",
-             "arc_c": "ARC-c", "obqa": "OBQA", "siqa": "SIQA"},
-    extra_columns={"siqa": ("commonsense", "siqa", "acc")},
-)
-GLUE_COLUMNS = {t: ("glue", "glue_dev", "accuracy", {"glue_task": t}) for t in ("mnli", "sst2", "qnli", "cola", "mrpc")}
-GLUE_HEADERS = {"mnli": "MNLI", "sst2": "SST-2", "qnli": "QNLI", "cola": "CoLA", "mrpc": "MRPC"}
-# LoRA-GA's soft accuracy for all five (the paper: "accuracy for all tasks"); Table 9 = Table 1's setup at batch 32.
-TABLE1 = PaperLayout(name="table1", title="Table 1 (batch 128)", paper_csv="table1_glue_t5.csv", columns=GLUE_COLUMNS,
-                     headers=GLUE_HEADERS, records={"global_batch_size": 128})
-TABLE9 = PaperLayout(name="table9", title="Table 9 (batch 32)", paper_csv="table9_glue_t5_bs32.csv", columns=GLUE_COLUMNS,
-                     headers=GLUE_HEADERS, records={"global_batch_size": 32})
-PAPER_LAYOUTS = (TABLE1, TABLE2, TABLE3, TABLE9)
 
 
 def table_task(record: dict) -> str:
@@ -213,7 +165,9 @@ def render_table(task: str, model: str, frame: pd.DataFrame, primary: dict[str, 
 
 def write_tables(runs_root: Path | None = None, out_dir: Path | None = None, figures_dir: Path | None = None) -> list[Path]:
     """Tables (markdown + csv) per (task, model) and a training-curve figure for each."""
-    from astra_repro.report.figures import training_curves
+    from astra_repro.report.cost import cost_tables
+    from astra_repro.report.figures import paper_figures, training_curves
+    from astra_repro.report.paper_tables import paper_tables
 
     records = runs.load_records(runs_root)
     out_dir = out_dir or results_dir() / "tables"
@@ -235,83 +189,11 @@ def write_tables(runs_root: Path | None = None, out_dir: Path | None = None, fig
         figure = training_curves(group_records, (figures_dir or results_dir() / "figures") / f"{task}_{model}_training.png", f"{task} / {model}")
         if figure:
             written.append(figure)
-    for layout in PAPER_LAYOUTS:
-        for model, (markdown, csv) in layout_table(records, layout).items():
-            md_path, csv_path = out_dir / f"{layout.name}_{model}.md", out_dir / f"{layout.name}_{model}.csv"
-            runs.atomic_write_text(md_path, markdown + "\n")
-            runs.atomic_write_text(csv_path, csv.to_csv(index=False))
-            print(markdown)
-            written += [md_path, csv_path]
+    for table in paper_tables(records) + cost_tables(records):
+        written += table.write(out_dir)
+        print(table.markdown())
+    written += paper_figures(records, figures_dir or results_dir() / "figures")
     return written
-
-
-def layout_table(records: list[dict], layout: PaperLayout) -> dict[str, tuple[str, pd.DataFrame]]:
-    """A paper table's layout per model (e.g. Table 2: GSM8K, MATH from the math task, HumanEval(+), MBPP(+) from
-    the code task), each cell our mean ± std over seeds with the paper's value beside it, and the average. A row
-    joins a method's records across tasks by (method label, rank); a benchmark without runs shows "—" and leaves
-    Avg empty. Extra columns (e.g. SIQA beside Table 3) are shown but stay out of Avg."""
-    all_columns = {**layout.columns, **layout.extra_columns}
-    cells: dict[tuple, dict[str, list[float]]] = {}
-    synthetic: set[tuple] = set()
-    for r in records:
-        if any(r.get(k) != v for k, v in layout.records.items()):
-            continue
-        for column, (task, evaluator, metric, *match) in all_columns.items():
-            value = r.get("metrics", {}).get(evaluator, {}).get(metric) if r["task"] == task else None
-            info = r.get("eval_data", {}).get(evaluator, {})
-            if value is None or any(info.get(k) != v for k, v in (match[0] if match else {}).items()):
-                continue
-            key = (r["model"], r.get("method_label", r["method"]), r["method"], r.get("rank", 0))
-            cells.setdefault(key, {}).setdefault(column, []).append(float(value))
-            sources = {r.get("data", {}).get("data_source"), r.get("eval_data", {}).get(evaluator, {}).get("data_source")}
-            if "synthetic" in sources:
-                synthetic.add(key)
-    paper = pd.read_csv(PAPER_DIR / layout.paper_csv)
-    out = {}
-    for model in sorted({k[0] for k in cells}):
-        header = ["method", "rank"] + [layout.headers[c] for c in layout.columns] + ["Avg"]
-        header += [layout.headers[c] for c in layout.extra_columns]
-        lines = [f"## {layout.title} — {model}: ours (paper)", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        csv_rows = []
-        keys = sorted((k for k in cells if k[0] == model), key=lambda k: (k[2] != "base", str(k[1]), str(k[3])))
-        for key in keys:
-            _, label, method, rank = key
-            paper_row = paper[(paper["model"] == model) & (paper["method"] == method)]
-            row_cells = [label + (" †" if key in synthetic else ""), str(rank or "full")]
-            csv_row = {"model": model, "method": label, "rank": rank, "synthetic_data": key in synthetic}
-            shown_cells, means = {}, []
-            for column in all_columns:
-                values = pd.Series(cells[key].get(column, []), dtype=float)
-                paper_value = paper_row[column].iloc[0] if len(paper_row) and column in paper_row else None
-                shown_cells[column] = fmt_mean_std(values) + (f" ({paper_value:.2f})" if paper_value is not None else "")
-                csv_row[column] = values.mean() if len(values) else None
-                csv_row[f"{column}.paper"] = paper_value
-                csv_row[f"{column}.seeds"] = len(values)
-                if len(values) and column in layout.columns:
-                    means.append(values.mean())
-            average = sum(means) / len(means) if len(means) == len(layout.columns) else None
-            paper_avg = paper_row["average"].iloc[0] if len(paper_row) else None
-            shown_avg = ("—" if average is None else f"{average:.2f}") + (f" ({paper_avg:.2f})" if paper_avg is not None else "")
-            row_cells += [shown_cells[c] for c in layout.columns] + [shown_avg] + [shown_cells[c] for c in layout.extra_columns]
-            csv_row["average"], csv_row["average.paper"] = average, paper_avg
-            lines.append("| " + " | ".join(row_cells) + " |")
-            csv_rows.append(csv_row)
-        lines += ["", "Cells: our mean ± std over seeds (the paper's value, when the paper reports this model and method). "
-                  f"Avg only when all {len(layout.columns)} benchmarks have runs."]
-        if layout.extra_columns:
-            lines.append(f"{', '.join(layout.headers[c] for c in layout.extra_columns)}: not in the paper's table, outside Avg.")
-        if any(k[0] == model for k in synthetic):
-            lines.append("† trained or scored on the built-in synthetic data: measures the pipeline, not the paper's benchmark.")
-        out[model] = ("\n".join(lines) + "\n", pd.DataFrame(csv_rows))
-    return out
-
-
-def table2(records: list[dict]) -> dict[str, tuple[str, pd.DataFrame]]:
-    return layout_table(records, TABLE2)
-
-
-def table3(records: list[dict]) -> dict[str, tuple[str, pd.DataFrame]]:
-    return layout_table(records, TABLE3)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,6 +25,7 @@ from peft import get_peft_model
 
 from astra_repro.calibration import CalibrationSpec, LayerStatistics, collect_statistics, spectrum
 from astra_repro.errors import ConfigError
+from astra_repro.selection_labels import selection_label as name_of_selection
 from astra_repro.methods.base import InitContext, Method, install_low_rank_init, lora_layers, register_method
 from astra_repro.profiling import StageMeter, Stopwatch
 
@@ -44,20 +45,6 @@ OPTIONS: dict[str, tuple[Any, tuple | None]] = {
     "calibration_prompt": (None, None),
 }
 NAMED_WINDOWS = ("0", "d/4", "d/2", "3d/4", "d-r")
-
-# Table 4 row names (protocol §5). "paper": the authors' reading, tail := largest eigenvalues (ascending eigh
-# columns read as descending). "math": the paper's own definition, tail := smallest eigenvalues (Theorem 2.2).
-_LABELS = {
-    "paper": {
-        "largest": "Tail", "smallest": "Top", "random": "Random",
-        "0": "Top", "d/4": "Upper Quartile (Q3)", "d/2": "Medium", "3d/4": "Lower Quartile (Q1)", "d-r": "Tail",
-    },
-    "math": {
-        "largest": "Top", "smallest": "Tail", "random": "Random",
-        "0": "Tail", "d/4": "Lower Quartile (Q1)", "d/2": "Medium", "3d/4": "Upper Quartile (Q3)", "d-r": "Top",
-    },
-}
-
 
 def astra_options(options: DictConfig | Mapping | None) -> dict[str, Any]:
     """The method options with reference defaults filled in, validated; unknown keys are left to the YAML."""
@@ -118,13 +105,7 @@ class Astra(Method):
     def selection_label(options: DictConfig | Mapping | None) -> str:
         """Table 4 row name of the selection these options make, under their `label_convention`."""
         opts = astra_options(options)
-        labels = _LABELS[opts["label_convention"]]
-        if opts["subspace"] != "window":
-            return labels[opts["subspace"]]
-        start = opts["window_start"]
-        if isinstance(start, int) and not isinstance(start, bool):
-            return f"Window@{start}"
-        return labels[str(start)]
+        return name_of_selection(opts["subspace"], opts["window_start"], opts["label_convention"])
 
     def initialize(self, model: torch.nn.Module, ctx: InitContext) -> torch.nn.Module:
         opts = astra_options(ctx.options)

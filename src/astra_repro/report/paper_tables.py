@@ -1,0 +1,381 @@
+"""The paper's tables from run records: Tables 1 and 9 (T5 on GLUE, batch 128 and 32), 2 (math + code), 3
+(commonsense) and 4 (Astra's eigenvector windows), per model.
+
+Rows: every method the paper reports for the model (in the paper's order, at the paper's rank and in the
+method's reference configuration), then every other (method label, rank) we ran: other ranks, Astra's variants.
+A paper row without runs stays, its cells "—": nothing is dropped silently.
+Cells: our mean ± std over seeds [number of seeds], the paper's value, and Δ = ours − paper. The significance
+marks (see `report.significance`) say where a method's difference to LoRA / to Astra has a 95 % paired-bootstrap
+interval that excludes 0. Runs trained or scored on synthetic data never enter these tables: they get tables of
+their own (`<table>_<model>_synthetic`), which measure the pipeline, not the paper's benchmark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from astra_repro.paths import PROJECT_ROOT
+from astra_repro.report import significance
+from astra_repro.report.display import MISSING, DisplayTable, mean_std, number
+from astra_repro.selection_labels import selection_label
+
+PAPER_DIR = PROJECT_ROOT / "results" / "paper"
+
+
+@dataclass(frozen=True)
+class PaperLayout:
+    """A paper table that joins benchmarks across evaluators (and tasks): column -> (task, evaluator, metric) or
+    (task, evaluator, metric, {eval_data field: value}) when one evaluator serves several columns (GLUE's task)."""
+
+    name: str  # file stem: results/tables/<name>_<model>.md
+    title: str
+    paper_csv: str  # the paper's numbers, one column per entry of `columns`
+    columns: dict[str, tuple]
+    headers: dict[str, str]
+    paper_rank: int  # the rank of the paper's PEFT rows (Table 8)
+    extra_columns: dict[str, tuple] = field(default_factory=dict)  # shown, outside Avg
+    records: dict = field(default_factory=dict)  # only records with these field values (e.g. the batch size)
+
+
+TABLE2 = PaperLayout(
+    name="table2", title="Table 2 (math and code)", paper_csv="table2_math_code.csv", paper_rank=128,
+    columns={
+        "gsm8k": ("math", "gsm8k", "accuracy"),
+        "math": ("math", "math", "accuracy"),
+        "humaneval": ("code", "humaneval", "pass@1"),
+        "humaneval_plus": ("code", "humaneval", "pass@1_plus"),
+        "mbpp": ("code", "mbpp", "pass@1"),
+        "mbpp_plus": ("code", "mbpp", "pass@1_plus"),
+    },
+    headers={"gsm8k": "GSM8K", "math": "MATH", "humaneval": "HumanEval", "humaneval_plus": "HumanEval+", "mbpp": "MBPP",
+             "mbpp_plus": "MBPP+"},
+)
+# lm-eval `acc` (protocol §3.4). SIQA is trained on (Commonsense170K) but not reported by the paper.
+TABLE3 = PaperLayout(
+    name="table3", title="Table 3 (commonsense)", paper_csv="table3_commonsense.csv", paper_rank=128,
+    columns={
+        "boolq": ("commonsense", "boolq", "acc"),
+        "piqa": ("commonsense", "piqa", "acc"),
+        "hellaswag": ("commonsense", "hellaswag", "acc"),
+        "winogrande": ("commonsense", "winogrande", "acc"),
+        "arc_e": ("commonsense", "arc_easy", "acc"),
+        "arc_c": ("commonsense", "arc_challenge", "acc"),
+        "obqa": ("commonsense", "openbookqa", "acc"),
+    },
+    headers={"boolq": "BoolQ", "piqa": "PIQA", "hellaswag": "HellaSwag", "winogrande": "WinoGrande", "arc_e": "ARC-e",
+             "arc_c": "ARC-c", "obqa": "OBQA", "siqa": "SIQA"},
+    extra_columns={"siqa": ("commonsense", "siqa", "acc")},
+)
+GLUE_COLUMNS = {t: ("glue", "glue_dev", "accuracy", {"glue_task": t}) for t in ("mnli", "sst2", "qnli", "cola", "mrpc")}
+GLUE_HEADERS = {"mnli": "MNLI", "sst2": "SST-2", "qnli": "QNLI", "cola": "CoLA", "mrpc": "MRPC"}
+# LoRA-GA's soft accuracy for all five (the paper: "accuracy for all tasks"); Table 9 = Table 1's setup at batch 32.
+TABLE1 = PaperLayout(name="table1", title="Table 1 (T5-base on GLUE, batch 128)", paper_csv="table1_glue_t5.csv",
+                     columns=GLUE_COLUMNS, headers=GLUE_HEADERS, paper_rank=8, records={"global_batch_size": 128})
+TABLE9 = PaperLayout(name="table9", title="Table 9 (T5-base on GLUE, batch 32)", paper_csv="table9_glue_t5_bs32.csv",
+                     columns=GLUE_COLUMNS, headers=GLUE_HEADERS, paper_rank=8, records={"global_batch_size": 32})
+PAPER_LAYOUTS = (TABLE1, TABLE2, TABLE3, TABLE9)
+TABLE4_COLUMNS = {"gsm8k": ("math", "gsm8k", "accuracy"), "math": ("math", "math", "accuracy")}
+TABLE4_RANK = 128
+
+
+# ------------------------------------------------------------------------------------------------- records
+def column_value(record: dict, spec: tuple) -> float | None:
+    """A record's value for a table column, or None when the record does not hold it."""
+    task, evaluator, metric, *match = spec
+    if record.get("task") != task:
+        return None
+    info = record.get("eval_data", {}).get(evaluator, {})
+    if any(info.get(k, record.get("task_variant") if k == "glue_task" else None) != v for k, v in (match[0] if match else {}).items()):
+        return None
+    value = record.get("metrics", {}).get(evaluator, {}).get(metric)
+    return None if value is None else float(value)
+
+
+def is_synthetic(record: dict) -> bool:
+    sources = {record.get("data", {}).get("data_source")}
+    sources |= {info.get("data_source") for info in record.get("eval_data", {}).values()}
+    return "synthetic" in sources
+
+
+def astra_options(record: dict) -> dict:
+    return record.get("init", {}).get("astra") or {}
+
+
+def reference_configuration(record: dict) -> bool:
+    """Whether a run is its method's configuration as the paper ran it (Astra: the released code's selection,
+    calibrated on the task's own data), i.e. comparable with the paper's row for that method."""
+    options = astra_options(record)
+    if not options:
+        return True
+    calibration = options.get("calibration") or {}
+    return options.get("subspace", "largest") == "largest" and calibration.get("source", "task") == "task"
+
+
+@dataclass
+class Group:
+    """The runs of one table row: a method label at a rank (all its seeds)."""
+
+    label: str
+    method: str
+    rank: int
+    records: list[dict]
+
+    def values(self, spec: tuple) -> list[float]:
+        return [v for v in (column_value(r, spec) for r in self.records) if v is not None]
+
+    def records_for(self, spec: tuple) -> list[dict]:
+        return [r for r in self.records if column_value(r, spec) is not None]
+
+
+def group_records(records: list[dict]) -> list[Group]:
+    groups: dict[tuple, Group] = {}
+    for r in records:
+        key = (r.get("method_label", r["method"]), r["method"], int(r.get("rank") or 0))
+        groups.setdefault(key, Group(*key, records=[])).records.append(r)
+    return list(groups.values())
+
+
+def layout_records(records: list[dict], layout: PaperLayout, model: str) -> list[dict]:
+    tasks = {spec[0] for spec in {**layout.columns, **layout.extra_columns}.values()}
+    return [r for r in records if r["model"] == model and r.get("task") in tasks
+            and all(r.get(k) == v for k, v in layout.records.items())]
+
+
+# ------------------------------------------------------------------------------------------------- significance
+def reference_group(groups: list[Group], method: str, rank: int, paper_rank: int) -> Group | None:
+    """What a row is compared with: `method` at the row's rank in its reference configuration, else at the paper's
+    rank, else None."""
+    for wanted in (rank, paper_rank):
+        for g in groups:
+            if g.method == method and g.rank == wanted and all(reference_configuration(r) for r in g.records):
+                return g
+    return None
+
+
+PREDICTIONS_CACHE: dict = {}  # run folder x metric -> per-item outcomes, shared by every comparison of one process
+COMPARISONS: dict = {}  # (runs a, runs b, evaluator, metric) -> result: a cell and the significance table share it
+
+
+def compare(records_a: list[dict], records_b: list[dict], evaluator: str, metric: str):
+    key = (tuple(r.get("run_dir") for r in records_a), tuple(r.get("run_dir") for r in records_b), evaluator, metric)
+    if key not in COMPARISONS:
+        COMPARISONS[key] = significance.compare_records(records_a, records_b, evaluator, metric, cache=PREDICTIONS_CACHE)
+    return COMPARISONS[key]
+
+
+def marks(group: Group, groups: list[Group], spec: tuple, paper_rank: int) -> tuple[str, dict]:
+    """The cell's significance marks (e.g. " L+ A-") and the comparisons behind them, for the CSV and the
+    significance table. A comparison that cannot be made (no per-item data) is left out, without a mark."""
+    shown, found = [], {}
+    _, evaluator, metric, *_ = spec
+    for reference, mark in significance.REFERENCE_MARKS.items():
+        other = reference_group(groups, reference, group.rank, paper_rank)
+        if other is None or other is group:
+            continue
+        comparison = compare(group.records_for(spec), other.records_for(spec), evaluator, metric)
+        if comparison:
+            found[reference] = comparison
+            shown.append(comparison.marker(mark))
+    shown = " ".join(m for m in shown if m)
+    return (" " + shown if shown else ""), found
+
+
+# ------------------------------------------------------------------------------------------------- Tables 1, 2, 3, 9
+def paper_numbers(layout: PaperLayout) -> pd.DataFrame:
+    return pd.read_csv(PAPER_DIR / layout.paper_csv)
+
+
+def ordered_rows(groups: list[Group], paper: pd.DataFrame, model: str, paper_rank: int) -> list[tuple[Group | None, pd.Series | None]]:
+    """(group, paper row) pairs: the untrained base model, the paper's methods in its order, each with the group
+    that reproduces it (or None: no runs), then every group left by name and rank."""
+    base = [g for g in groups if g.method == "base"]
+    rows, used = [(g, None) for g in base], {id(g) for g in base}
+    for _, paper_row in paper[paper["model"] == model].iterrows():
+        method = paper_row["method"]
+        rank = 0 if method == "fft" else paper_rank
+        matches = [g for g in groups if g.method == method and g.rank == rank
+                   and all(reference_configuration(r) for r in g.records)]
+        for g in matches or [None]:
+            rows.append((g, paper_row))
+            used.add(id(g))
+    rest = sorted((g for g in groups if id(g) not in used), key=lambda g: (g.label, g.rank))
+    return rows + [(g, None) for g in rest]
+
+
+def layout_table(records: list[dict], layout: PaperLayout, model: str, synthetic: bool = False) -> DisplayTable | None:
+    chosen = [r for r in layout_records(records, layout, model) if is_synthetic(r) == synthetic]
+    if not chosen:
+        return None
+    groups = group_records(chosen)
+    paper = paper_numbers(layout)
+    all_columns = {**layout.columns, **layout.extra_columns}
+    header = ["method", "rank"]
+    column_groups = [("", 2)]
+    for column in layout.columns:
+        header += [layout.headers[column], "paper", "Δ"]
+        column_groups.append((layout.headers[column], 3))
+    header += ["Avg", "paper", "Δ"]
+    column_groups.append(("Avg", 3))
+    for column in layout.extra_columns:
+        header.append(layout.headers[column])
+        column_groups.append(("", 1))
+    shown_rows, data_rows = [], []
+    for group, paper_row in ordered_rows(groups, paper if not synthetic else paper.iloc[0:0], model, layout.paper_rank):
+        label = group.label if group else paper_row["method"]
+        rank = group.rank if group else (0 if paper_row["method"] == "fft" else layout.paper_rank)
+        cells, data = [label + ("" if group else " (no runs)"), str(rank or "full")], {"method": label, "rank": rank}
+        means = []
+        for column, spec in all_columns.items():
+            values = group.values(spec) if group else []
+            mark, comparisons = marks(group, groups, spec, layout.paper_rank) if group and values else ("", {})
+            ours = sum(values) / len(values) if values else None
+            data.update({column: ours, f"{column}.std": pd.Series(values).std(ddof=1) if len(values) > 1 else None,
+                         f"{column}.seeds": len(values)})
+            for reference, comparison in comparisons.items():
+                data[f"{column}.vs_{reference}"] = comparison.difference
+                data[f"{column}.vs_{reference}.ci"] = f"[{comparison.low:.2f}, {comparison.high:.2f}]"
+            if column in layout.extra_columns:
+                cells.append(mean_std(values) + mark)
+                continue
+            reported = float(paper_row[column]) if paper_row is not None and column in paper_row else None
+            delta = ours - reported if ours is not None and reported is not None else None
+            cells += [mean_std(values) + mark, number(reported), number(delta, signed=True)]
+            data.update({f"{column}.paper": reported, f"{column}.delta": delta})
+            if ours is not None:
+                means.append(ours)
+        average = sum(means) / len(means) if len(means) == len(layout.columns) else None
+        reported_avg = float(paper_row["average"]) if paper_row is not None else None
+        avg_delta = average - reported_avg if average is not None and reported_avg is not None else None
+        avg_cells = [number(average), number(reported_avg), number(avg_delta, signed=True)]
+        insert_at = 2 + 3 * len(layout.columns)
+        cells[insert_at:insert_at] = avg_cells
+        data.update({"average": average, "average.paper": reported_avg, "average.delta": avg_delta})
+        shown_rows.append(cells)
+        data_rows.append(data)
+    notes = [
+        "Cells: our mean ± std over seeds [seeds]; paper: the paper's value; Δ = ours − paper. "
+        f"Paper rows are at rank {layout.paper_rank} (FFT: full) in the method's reference configuration; "
+        f"Avg only when all {len(layout.columns)} benchmarks have runs.",
+        significance.MARKER_LEGEND,
+    ]
+    if layout.extra_columns:
+        notes.append(f"{', '.join(layout.headers[c] for c in layout.extra_columns)}: not in the paper's table, outside Avg.")
+    title = f"{layout.title} — {model}"
+    name = f"{layout.name}_{model}"
+    if synthetic:
+        title += ": SYNTHETIC data (a pipeline check, not the paper's benchmark)"
+        name += "_synthetic"
+        notes.append("Every row here was trained or scored on the built-in synthetic data; paper values are not shown.")
+    return DisplayTable(name, title, header, shown_rows, pd.DataFrame(data_rows), notes, column_groups)
+
+
+# ------------------------------------------------------------------------------------------------- Table 4
+def selection_labels(record: dict) -> tuple[str, str]:
+    """(the paper's label, the label by true position) of an Astra run's eigenvector selection."""
+    options = astra_options(record)
+    if "subspace" not in options:  # an older record: the selection is only in its label, under the paper's convention
+        label = record.get("method_label", "")
+        paper_label = label[label.find("(") + 1:label.rfind(")")] if "(" in label else "Tail"
+        return paper_label, MISSING
+    subspace, start = options["subspace"], options.get("window_start")
+    return selection_label(subspace, start, "paper"), selection_label(subspace, start, "math")
+
+
+def table4(records: list[dict], model: str, synthetic: bool = False) -> DisplayTable | None:
+    chosen = [r for r in records if r["model"] == model and r.get("task") == "math" and r["method"] == "astra"
+              and int(r.get("rank") or 0) == TABLE4_RANK and is_synthetic(r) == synthetic
+              and (astra_options(r).get("calibration") or {}).get("source", "task") == "task"]
+    if not chosen:
+        return None
+    by_selection: dict[tuple, list[dict]] = {}
+    for r in chosen:
+        by_selection.setdefault(selection_labels(r), []).append(r)
+    paper = pd.read_csv(PAPER_DIR / "table4_eigen_ablation.csv")
+    paper = paper[paper["model"] == model] if not synthetic else paper.iloc[0:0]
+    order = list(paper["selection"]) + sorted({k[0] for k in by_selection} - set(paper["selection"]))
+    header = ["selection (paper's label)", "selection (true position)", "GSM8K", "paper", "Δ", "MATH", "paper", "Δ"]
+    shown_rows, data_rows = [], []
+    for paper_label in order:
+        keys = [k for k in by_selection if k[0] == paper_label] or [(paper_label, MISSING)]
+        for key in keys:
+            group = Group(paper_label, "astra", TABLE4_RANK, by_selection.get(key, []))
+            paper_row = paper[paper["selection"] == paper_label]
+            cells, data = [paper_label, key[1]], {"selection_paper": paper_label, "selection_true": key[1]}
+            for column, spec in TABLE4_COLUMNS.items():
+                values = group.values(spec)
+                ours = sum(values) / len(values) if values else None
+                reported = float(paper_row[column].iloc[0]) if len(paper_row) else None
+                delta = ours - reported if ours is not None and reported is not None else None
+                cells += [mean_std(values), number(reported), number(delta, signed=True)]
+                data.update({column: ours, f"{column}.seeds": len(values), f"{column}.paper": reported,
+                             f"{column}.delta": delta})
+            shown_rows.append(cells)
+            data_rows.append(data)
+    notes = [
+        f"Astra at rank {TABLE4_RANK} on MetaMathQA, calibrated on the task. The paper's labels follow the released "
+        "code, which calls the largest-eigenvalue directions the 'tail'; the second column names each window by its "
+        "true position in the spectrum (docs/astra_fidelity.md, D1). The paper's Random and Q3 rows are identical "
+        "(likely a copy error, protocol §5).",
+    ]
+    name, title = f"table4_{model}", f"Table 4 (eigenvector windows) — {model}"
+    if synthetic:
+        name, title = name + "_synthetic", title + ": SYNTHETIC data (a pipeline check)"
+    return DisplayTable(name, title, header, shown_rows, pd.DataFrame(data_rows), notes,
+                        [("", 2), ("GSM8K", 3), ("MATH", 3)])
+
+
+# ------------------------------------------------------------------------------------------------- significance table
+def significance_table(records: list[dict], layout: PaperLayout, model: str) -> DisplayTable | None:
+    """Per row and benchmark: the difference to LoRA and to Astra with its 95 % interval (percentage points)."""
+    chosen = [r for r in layout_records(records, layout, model) if not is_synthetic(r)]
+    groups = group_records(chosen)
+    if len(groups) < 2:
+        return None
+    header = ["method", "rank", "vs"] + [layout.headers[c] for c in layout.columns]
+    shown_rows, data_rows = [], []
+    for group in sorted(groups, key=lambda g: (g.method != "base", g.label, g.rank)):
+        for reference in ("lora", "astra"):
+            cells = [group.label, str(group.rank or "full"), reference]
+            data = {"method": group.label, "rank": group.rank, "vs": reference}
+            any_value = False
+            for column, spec in layout.columns.items():
+                _, comparisons = marks(group, groups, spec, layout.paper_rank) if group.values(spec) else ("", {})
+                comparison = comparisons.get(reference)
+                cells.append(comparison.describe() if comparison else MISSING)
+                data[column] = comparison.difference if comparison else None
+                data[f"{column}.low"] = comparison.low if comparison else None
+                data[f"{column}.high"] = comparison.high if comparison else None
+                any_value |= comparison is not None
+            if any_value:
+                shown_rows.append(cells)
+                data_rows.append(data)
+    if not shown_rows:
+        return None
+    notes = ["Each cell: the row's score minus the reference's, in percentage points, with the 95 % paired-bootstrap "
+             "interval over test items (seeds pooled per item; report/significance.py), the items compared and the "
+             "seeds on each side. — : no comparison (no runs, or no per-item predictions)."]
+    return DisplayTable(f"{layout.name}_{model}_significance", f"{layout.title} — {model}: differences with 95 % intervals",
+                        header, shown_rows, pd.DataFrame(data_rows), notes)
+
+
+def paper_tables(records: list[dict]) -> list[DisplayTable]:
+    """Every paper table the records support, per model; synthetic rows in tables of their own."""
+    tables = []
+    models = sorted({r["model"] for r in records})
+    for layout in PAPER_LAYOUTS:
+        for model in models:
+            for synthetic in (False, True):
+                table = layout_table(records, layout, model, synthetic)
+                if table:
+                    tables.append(table)
+            table = significance_table(records, layout, model)
+            if table:
+                tables.append(table)
+    for model in models:
+        for synthetic in (False, True):
+            table = table4(records, model, synthetic)
+            if table:
+                tables.append(table)
+    return tables
