@@ -449,6 +449,17 @@ def rank_series(records: list[dict], name: str) -> list[Series]:
     return out
 
 
+def curves_figure(series: list, title: str):
+    """Loss (left) and gradient norm (right) of every series, one shared legend outside the axes."""
+    fig, axes = new_figure(2)
+    plot_curves(axes[0, 0], axes[0, 1], series)
+    axes[0, 0].set_title("training loss")
+    axes[0, 1].set_title("gradient norm")
+    fig.suptitle(title)
+    outside_legend(fig, [axes[0, 0]])
+    return fig
+
+
 def figure1(records: list[dict], out: FigureSet) -> list[Drawn]:
     drawn = []
     candidates = [r for r in records if r.get("method") in FIG1_METHODS and is_main_run(r)]
@@ -466,13 +477,8 @@ def figure1(records: list[dict], out: FigureSet) -> list[Drawn]:
         if not series:
             out.skip(key, "no run of FFT, LoRA or Astra has a train_log.jsonl")
             continue
-        fig, axes = new_figure(2)
-        plot_curves(axes[0, 0], axes[0, 1], series)
-        axes[0, 0].set_title("training loss")
-        axes[0, 1].set_title("gradient norm")
         title = f"Figure 1 — {task} / {model}"
-        fig.suptitle(title)
-        outside_legend(fig, [axes[0, 0]])
+        fig = curves_figure(series, title)
         caption = (f"Training loss and gradient norm per optimizer step for FFT, LoRA and Astra at every rank present "
                    f"({', '.join(s.label for s in series)}), {task} on {model}; first seed of each (method, rank)."
                    + synthetic_note(group))
@@ -744,13 +750,8 @@ def figure4(records: list[dict], out: FigureSet) -> list[Drawn]:
             order = sorted(chosen, key=lambda s: (SELECTION_ORDER.index(s) if s in SELECTION_ORDER else 99, s))
             series = [Series(f"{name} ({sel})", selection_color(sel), read_train_log(Path(chosen[sel]["run_dir"])))
                       for sel in order]
-            fig, axes = new_figure(2)
-            plot_curves(axes[0, 0], axes[0, 1], series)
-            axes[0, 0].set_title("training loss")
-            axes[0, 1].set_title("gradient norm")
             title = f"Figure 4 — {task} / {model}, {name} r={rank}"
-            fig.suptitle(title)
-            outside_legend(fig, [axes[0, 0]])
+            fig = curves_figure(series, title)
             caption = (f"Training loss and gradient norm of {name} (r={rank}) on {task} with {model}, adapters "
                        f"initialised from different eigenvector windows ({', '.join(order)}; Table 4); first seed "
                        f"of each." + synthetic_note(group))
