@@ -377,3 +377,19 @@ def test_markers_are_plain_ascii_and_documented():
     assert format_markers({"lora": above, "astra": below}) == "L+ A-"
     assert format_markers({"lora": flat, "astra": Unavailable("no runs")}) == ""
     assert format_markers({"lora": below, "astra": above}) == "L- A+"
+
+
+def test_mcnemar_exact_on_counted_cases():
+    from math import comb
+
+    from astra_repro.report.significance import mcnemar_exact
+
+    # 10 items: a alone right on 6, b alone right on 1, both right on 3 -> p = 2 * P(X <= 1), X ~ Bin(7, 1/2)
+    a = {str(i): float(i < 9) for i in range(10)}
+    b = {str(i): float(i < 3 or i == 9) for i in range(10)}
+    only_a, only_b, p = mcnemar_exact(a, b)
+    assert (only_a, only_b) == (6, 1) and p == pytest.approx(2 * (comb(7, 0) + comb(7, 1)) / 2**7)
+    assert mcnemar_exact(b, a)[2] == p  # symmetric
+    assert mcnemar_exact(a, a) == (0, 0, 1.0)  # no discordant item: no evidence
+    # balanced discordance: p = 1
+    assert mcnemar_exact({"x": 1.0, "y": 0.0}, {"x": 0.0, "y": 1.0})[2] == 1.0

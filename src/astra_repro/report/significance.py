@@ -280,6 +280,20 @@ def paired_bootstrap(a: dict[str, float], b: dict[str, float], n_resamples: int 
                       n_resamples=n_resamples)
 
 
+def mcnemar_exact(a: dict[str, float], b: dict[str, float]) -> tuple[int, int, float]:
+    """Exact two-sided McNemar test on paired 0/1 outcomes (one run each side): (items only a got right, items only
+    b got right, p-value). Under "no difference" each discordant item is a fair coin, so p is the two-sided binomial
+    tail of the smaller count; with few items it is exact where a bootstrap interval is coarse."""
+    items = set(a) & set(b)
+    only_a = sum(1 for i in items if a[i] >= 0.5 > b[i])
+    only_b = sum(1 for i in items if b[i] >= 0.5 > a[i])
+    n = only_a + only_b
+    if n == 0:
+        return 0, 0, 1.0
+    tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2**n
+    return only_a, only_b, min(1.0, 2 * tail)
+
+
 # ------------------------------------------------------------------------------------------------ run records
 def _record_outcomes(record: dict, evaluator: str, metric: str, cache: dict | None) -> ItemOutcomes:
     key = (record.get("run_dir"), evaluator, metric)
