@@ -1,4 +1,4 @@
-# make demo    fine-tune the embedded SmolLM2-135M on math (LoRA and Astra), score it, print the table (CPU, <10 min)
+# make demo    base, LoRA, Astra as released (largest) and as the theorem states (smallest) on math, paired tests (CPU, <5 min)
 # make test    the test suite (offline, tiny models)
 # make tables  regenerate results/tables (next to the paper's numbers) and results/figures from run records
 # make report  one self-contained HTML page (tables, figures, cost, fidelity options): results/report.html

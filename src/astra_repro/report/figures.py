@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
+logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting logs every table it prunes at INFO
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 from matplotlib.colors import to_hex, to_rgb  # noqa: E402
