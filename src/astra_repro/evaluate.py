@@ -216,7 +216,7 @@ def evaluate(argv: list[str]) -> Path:
     try:
         return score_into(out, plan, source, cfg, target, fields, wall_start)
     except BaseException as err:  # the folder must not look finished or in progress: it says why it stopped
-        runs.atomic_write_text(out / runs.FAILED_FILE, f"{type(err).__name__}: {err}\n")
+        runs.mark_failed(out, err)
         raise
 
 

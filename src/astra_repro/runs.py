@@ -59,6 +59,18 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, default=str) + "\n" for r in rows))
 
 
+def mark_failed(folder: Path, err: BaseException) -> None:
+    """Leave the reason a run or scoring stopped in `folder/FAILED`, so the folder never looks finished or running."""
+    atomic_write_text(Path(folder) / FAILED_FILE, f"{type(err).__name__}: {err}\n")
+
+
+def is_synthetic(record: dict) -> bool:
+    """Whether a run record was trained or scored on built-in synthetic data (a pipeline check, never a paper number)."""
+    sources = {(record.get("data") or {}).get("data_source")}
+    sources |= {(info or {}).get("data_source") for info in (record.get("eval_data") or {}).values()}
+    return "synthetic" in sources
+
+
 def is_complete(folder: Path) -> bool:
     return (folder / METRICS_FILE).exists()
 
@@ -138,7 +150,7 @@ class FolderLock:
     def __enter__(self) -> "FolderLock":
         import fcntl
 
-        from astra_repro.errors import ConfigError
+        from astra_repro.errors import FolderInUse
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handle = open(self.path, "a+")
@@ -148,7 +160,7 @@ class FolderLock:
             self.handle.seek(0)
             holder = self.handle.read().strip() or "another process"
             self.handle.close()
-            raise ConfigError(
+            raise FolderInUse(
                 f"{self.what} {self.path.parent} is in use by {holder}; wait for it to finish (or stop it) and run again"
             ) from None
         self.handle.seek(0)

@@ -7,6 +7,8 @@ smallest eigenvalues (Theorem 2.2)."""
 
 from __future__ import annotations
 
+DEFAULT_WINDOW_START = "d/2"  # astra's `window_start` when a window run does not set it
+
 SELECTION_LABELS = {
     "paper": {
         "largest": "Tail", "smallest": "Top", "random": "Random",

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from astra_repro import runs
 from astra_repro.config_check import check_run_config
-from astra_repro.errors import ConfigError
+from astra_repro.errors import ConfigError, FolderInUse
 from astra_repro.evaluators import EvalTarget, get_evaluator
 from astra_repro.methods import METHODS, HyperParams, InitContext, get_method
 from astra_repro.models import is_seq2seq, load_model, model_kind, saved_model_folder
@@ -249,10 +249,11 @@ def run(cfg: DictConfig) -> Path:
             return run_stages(cfg, plan, method, run_dir, wall_start)
         with runs.FolderLock(run_dir, "run folder"):  # two processes never write one run folder at once
             return run_stages(cfg, plan, method, run_dir, wall_start)
+    except FolderInUse:  # another process is running this folder: it is not ours to mark
+        raise
     except BaseException as err:  # the folder must not look like a run in progress or a finished one
-        busy = isinstance(err, ConfigError) and "is in use by" in str(err)
-        if world_rank() == 0 and not busy:
-            runs.atomic_write_text(run_dir / runs.FAILED_FILE, f"{type(err).__name__}: {err}\n")
+        if world_rank() == 0:
+            runs.mark_failed(run_dir, err)
         raise
 
 

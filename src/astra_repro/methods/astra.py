@@ -25,6 +25,7 @@ from peft import get_peft_model
 
 from astra_repro.calibration import CalibrationSpec, LayerStatistics, collect_statistics, spectrum
 from astra_repro.errors import ConfigError
+from astra_repro.selection_labels import DEFAULT_WINDOW_START
 from astra_repro.selection_labels import selection_label as name_of_selection
 from astra_repro.methods.base import InitContext, Method, install_low_rank_init, lora_layers, register_method
 from astra_repro.profiling import StageMeter, Stopwatch
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 # calibration stage's value (whose defaults are the reference's too).
 OPTIONS: dict[str, tuple[Any, tuple | None]] = {
     "subspace": ("largest", ("largest", "smallest", "window", "random")),
-    "window_start": ("d/2", None),  # "0" | "d/4" | "d/2" | "3d/4" | "d-r" | an int (ascending column index)
+    "window_start": (DEFAULT_WINDOW_START, None),  # "0" | "d/4" | "d/2" | "3d/4" | "d-r" | an int (ascending column index)
     "label_convention": ("paper", ("paper", "math")),
     "residual_scaling": ("alpha_over_r", ("alpha_over_r", "none")),
     "center": (None, None),

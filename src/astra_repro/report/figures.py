@@ -39,6 +39,9 @@ matplotlib.use("Agg")  # files only, no display
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting logs every table it prunes at INFO
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
+
+from astra_repro.runs import is_synthetic  # noqa: E402
+from astra_repro.selection_labels import DEFAULT_WINDOW_START, selection_label  # noqa: E402
 from matplotlib.colors import to_hex, to_rgb  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
@@ -97,7 +100,6 @@ SELECTION_COLORS: dict[str, str] = {
     "Random": "#4ba3c3",
 }
 SELECTION_ORDER = ["Top", "Upper Quartile (Q3)", "Medium", "Lower Quartile (Q1)", "Tail", "Random"]
-SUBSPACE_SELECTION = {"largest": "Tail", "smallest": "Top", "random": "Random"}  # astra's `paper` label convention
 CALIBRATION_TAGS = {"task", "wikitext2"}
 LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
 EVALUATOR_NAMES = {"gsm8k": "GSM8K", "math": "MATH", "humaneval": "HumanEval", "mbpp": "MBPP", "glue_dev": "GLUE dev"}
@@ -208,9 +210,12 @@ def selection(record: dict) -> str | None:
     _, tag = label_parts(record)
     if tag and tag not in CALIBRATION_TAGS:
         return tag
-    subspace = (run_config(record).get("method") or {}).get("subspace")
-    if subspace:
-        return SUBSPACE_SELECTION.get(str(subspace), str(subspace))
+    options = run_config(record).get("method") or {}
+    if options.get("subspace"):  # Table 4's name under the paper's convention, windows included
+        try:
+            return selection_label(str(options["subspace"]), options.get("window_start", DEFAULT_WINDOW_START), "paper")
+        except KeyError:
+            return str(options["subspace"])
     return "Tail"
 
 
@@ -247,12 +252,6 @@ def rank_of(record: dict) -> int:
         return int(record.get("rank") or 0)
     except (TypeError, ValueError):
         return 0
-
-
-def is_synthetic(record: dict) -> bool:
-    sources = {(record.get("data") or {}).get("data_source")}
-    sources |= {(info or {}).get("data_source") for info in (record.get("eval_data") or {}).values()}
-    return "synthetic" in sources
 
 
 def primary_value(record: dict, evaluator: str) -> float | None:

@@ -15,8 +15,6 @@ import html
 import sys
 from pathlib import Path
 
-import yaml
-
 from astra_repro import runs
 from astra_repro.paths import results_dir
 from astra_repro.report.display import DisplayTable
@@ -40,10 +38,11 @@ def fidelity_rows(records: list[dict]) -> DisplayTable:
     """Per run: the method's options and calibration settings from its config.yaml, as `key=value` lists."""
     import pandas as pd
 
+    from astra_repro.report.figures import run_config
+
     rows, data = [], []
     for r in sorted(records, key=lambda r: (r.get("task", ""), r.get("model", ""), str(r.get("method_label")), r.get("seed", 0))):
-        plan_path = Path(r.get("run_dir", "")) / "config.yaml"
-        plan = yaml.safe_load(plan_path.read_text()) if plan_path.exists() else {}
+        plan = run_config(r)
         method = {k: v for k, v in (plan.get("method") or {}).items() if k not in FIDELITY_SKIP}
         calibration = plan.get("calibration") or {}
         options = ", ".join(f"{k}={v}" for k, v in sorted(method.items())) or "—"

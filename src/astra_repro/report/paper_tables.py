@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from astra_repro.paths import PROJECT_ROOT
+from astra_repro.runs import is_synthetic
 from astra_repro.report import significance
 from astra_repro.report.display import MISSING, DisplayTable, mean_std, number
 from astra_repro.selection_labels import selection_label
@@ -91,12 +92,6 @@ def column_value(record: dict, spec: tuple) -> float | None:
         return None
     value = record.get("metrics", {}).get(evaluator, {}).get(metric)
     return None if value is None else float(value)
-
-
-def is_synthetic(record: dict) -> bool:
-    sources = {record.get("data", {}).get("data_source")}
-    sources |= {info.get("data_source") for info in record.get("eval_data", {}).values()}
-    return "synthetic" in sources
 
 
 def astra_options(record: dict) -> dict:
