@@ -66,7 +66,7 @@ def init_with(load, algorithm, **kwargs):
 def cached_statistics(load, ctx):
     """The statistics the init used (a cache hit) and the plain model's weights."""
     model, tokenizer = load()
-    spec = CalibrationSpec.from_config(ctx.calibration, ctx.options, where="output")
+    spec = CalibrationSpec.from_config(ctx.calibration, astra_options(ctx.options), where="output")
     statistics = collect_statistics(model, tokenizer, ctx.train_records, spec, ctx.hp.target_modules, ctx.cache_identity)
     weights = {name: module.weight.detach() for name, module in model.named_modules() if name in statistics}
     return statistics, weights
@@ -334,10 +334,10 @@ def test_quick_and_qr_routes_agree():
     W = torch.randn(64, 24, generator=generator)
     M = random_psd(24, 24, generator, spread=1.0)
     L = torch.linalg.cholesky(M.double()).float()
-    assert InputSideSpectrum(W @ L, n_null=40).n_null == 40
+    assert InputSideSpectrum(W @ L, n_structural=40, n_rows=1000).n_null == 40
     columns = torch.arange(20, 24)
-    quick = InputSideSpectrum(W @ L, n_null=40).range_vectors(columns)
-    accurate = InputSideSpectrum(W @ L, n_null=40)
+    quick = InputSideSpectrum(W @ L, n_structural=40, n_rows=1000).range_vectors(columns)
+    accurate = InputSideSpectrum(W @ L, n_structural=40, n_rows=1000)
     accurate.range_vectors()  # builds the QR route first, so the same call now takes it
     assert principal_cosines(quick, accurate.range_vectors(columns)).min() >= 0.99999
 

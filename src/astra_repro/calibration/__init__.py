@@ -88,7 +88,7 @@ def collect_statistics(
     if not layers:
         raise ConfigError(f"no nn.Linear in the model matches target_modules {list(target_modules)}; fix model.target_modules")
     first_param = next(model.parameters())
-    accumulate_dtype = first_param.dtype if spec.accumulate_dtype == "model" else torch.float32
+    accumulate_dtype = {"model": first_param.dtype, "float32": torch.float32, "float64": torch.float64}[spec.accumulate_dtype]
 
     seq2seq = is_seq2seq(model)
     start_id = None

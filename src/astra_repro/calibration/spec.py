@@ -21,7 +21,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "padding": ("max_length", "none"),
     "padding_side": ("tokenizer", "left", "right"),
     "normalize": ("absmax", "none"),
-    "accumulate_dtype": ("model", "float32"),
+    "accumulate_dtype": ("model", "float32", "float64"),
     "where": ("output", "input"),
     "seq2seq_forward": ("teacher_forced", "source_only"),
     "algorithm": ("fast", "direct"),
@@ -51,7 +51,9 @@ class CalibrationSpec:
     include_padding: bool = True  # reference: pad-position activations enter the statistics (D4)
     normalize: str = "absmax"  # reference: each sample divided by abs(signed max) (D3); "none"
     center: bool = False  # reference: uncentred second moment; True = Eq. 2 (D2)
-    accumulate_dtype: str = "model"  # reference: the model's dtype (bf16 under the paper's scripts, D5); "float32"
+    # reference: the model's dtype (bf16 under the paper's scripts, D5); "float32"; "float64" (accumulation and eigh in
+    # float64: what resolves the small end of a spectrum, D13 - Astra's `accumulate_dtype: auto` picks it there)
+    accumulate_dtype: str = "model"
     where: str = "output"  # "output": Astra hooks layer outputs; "input": CorDA hooks layer inputs
     padding_side: str = "tokenizer"  # "tokenizer": whatever the tokenizer says (reference); "left" / "right"
     path: str | None = None  # wikitext2 only: a local raw text file (one HF row per line)

@@ -67,7 +67,8 @@ class Rows:
 
 @dataclass
 class LayerStatistics:
-    """What calibration keeps for one layer: `matrix` (fp32, CPU) of `kind`, and how many samples/rows went in."""
+    """What calibration keeps for one layer: `matrix` (CPU; fp32, or float64 when accumulated in float64) of `kind`,
+    and how many samples/rows went in."""
 
     kind: str
     matrix: torch.Tensor
@@ -76,13 +77,14 @@ class LayerStatistics:
     centered: bool = False
 
     def covariance(self, weight: torch.Tensor | None = None) -> torch.Tensor:
-        """The layer's output (or, kind "input", input) covariance as the reference defines it, fp32."""
+        """The layer's output (or, kind "input", input) covariance as the reference defines it, in the matrix's
+        dtype (fp32, or float64 for float64 statistics)."""
         if self.kind != "output_via_input":
             return self.matrix
         if weight is None:
             raise ValueError("this layer's statistics are kept on its input side: pass the layer's weight")
         W = weight.detach().to(self.matrix.device, torch.float64)
-        return (W @ self.matrix.double() @ W.T).float()
+        return (W @ self.matrix.double() @ W.T).to(self.matrix.dtype)
 
     def to_blob(self) -> dict:
         return {"kind": self.kind, "matrix": self.matrix, "n_samples": self.n_samples, "n_rows": self.n_rows,
@@ -111,8 +113,9 @@ class RunningSecondMoment:
         self.final: torch.Tensor | None = None
 
     def result(self) -> torch.Tensor:
-        """fp32 CPU matrix: (Σ_i Z_iᵀZ_i − n_rows·μμᵀ if centred) / n_samples, μ = token-level mean of the rows.
-        Formed once, in place (no second copy is ever held); later calls return the same matrix."""
+        """CPU matrix (fp32; float64 when accumulated in float64): (Σ_i Z_iᵀZ_i − n_rows·μμᵀ if centred) / n_samples,
+        μ = token-level mean of the rows. Formed once, in place (no second copy is ever held); later calls return
+        the same matrix."""
         if self.final is not None:
             return self.final
         if self.n_samples == 0:
@@ -127,7 +130,7 @@ class RunningSecondMoment:
             mean = self.row_sum / self.n_rows
             C = (self.second_moment.double() - self.n_rows * torch.outer(mean, mean)).div_(self.n_samples)
         self.second_moment = None
-        C = C.float().cpu()
+        C = (C.double() if self.dtype == torch.float64 else C.float()).cpu()
         if not torch.isfinite(C).all():
             raise FloatingPointError("non-finite calibration statistics (an activation was inf or NaN)")
         self.final = C
@@ -138,25 +141,19 @@ class CovarianceAccumulator(RunningSecondMoment):
     """Running Σ_i Y_iᵀY_i / s_i² over samples, plus what centring needs (Σ rows / s_i, number of rows).
 
     `update(Y, row_mask)` takes one batch: Y (batch, positions, d), row_mask (batch, positions) bool marking the
-    rows that count. Arithmetic runs in `dtype` (the model's dtype reproduces the bf16 reference, D5). With
-    `batched=True` and an fp32/fp64 dtype the batch is one GEMM on row-scaled activations (the fast path).
+    rows that count. Arithmetic runs in `dtype` (the model's dtype reproduces the bf16 reference, D5), sample by
+    sample in the released code's order - `Y_i / abs(max(Y_i))`, then `C += Y_iᵀ Y_i` - on every path: on layers
+    whose top eigen-gap is within fp32 rounding (SmolLM2's massive-activation down_proj) another summation order
+    moves the selected subspace (docs/astra_fidelity.md D13), so parity is bought with this order, not a tolerance.
     """
-
-    def __init__(self, dim: int, dtype: torch.dtype, device: torch.device | str, normalize: str, center: bool,
-                 batched: bool = False):
-        super().__init__(dim, dtype, device, normalize, center)
-        self.batched = batched and dtype in FAST_DTYPES
 
     @torch.no_grad()
     def update(self, Y: torch.Tensor, row_mask: "torch.Tensor | Rows") -> None:
         rows_info = Rows.of(row_mask)
         Y, mask = as_batch(Y, rows_info.mask)
-        if self.batched:
-            self._update_batched(Y.to(self.dtype), rows_info.reshaped(mask))
-            return
         Y = Y.to(self.dtype)
         for i in range(Y.shape[0]):
-            rows = Y[i][mask[i]]
+            rows = Y[i] if rows_info.all_rows else Y[i][mask[i]]
             if rows.shape[0] == 0:
                 continue  # a sample with no counted rows adds nothing (and does not count)
             if self.normalize == "absmax":
@@ -169,27 +166,6 @@ class CovarianceAccumulator(RunningSecondMoment):
                 self.row_sum += rows.double().sum(dim=0)
             self.n_samples += 1
             self.n_rows += rows.shape[0]
-
-    def _update_batched(self, Y: torch.Tensor, rows: Rows) -> None:
-        """Σ_i (Y_i/s_i)ᵀ(Y_i/s_i) as one GEMM: the per-sample scale is a row scaling (no gathering, no copies when
-        every row counts and the batch is one sample)."""
-        if Y.shape[0] == 1 and rows.all_rows:  # batch 1, every row counts: no copy at all
-            Z = Y[0]
-            factor = single_sample_factor(Z, self.normalize)
-            self.second_moment.addmm_(Z.T, Z, alpha=factor**2)
-            if self.center:
-                self.row_sum.add_(Z.sum(dim=0, dtype=torch.float64), alpha=factor)
-        else:
-            factor = sample_factors(Y, rows, self.normalize)
-            if rows.all_rows:
-                Z = (Y * factor[:, None, None]).reshape(-1, Y.shape[-1])
-            else:  # gather the counted rows only: pads left out cost nothing
-                Z = Y[rows.mask] * factor.repeat_interleave(rows.counted)[:, None]
-            self.second_moment.addmm_(Z.T, Z)
-            if self.center:
-                self.row_sum += Z.sum(dim=0, dtype=torch.float64)
-        self.n_samples += rows.n_samples
-        self.n_rows += rows.n_rows
 
 
 class InputSideAccumulator(RunningSecondMoment):
@@ -363,9 +339,7 @@ class ActivationRecorder:
                 )
             else:
                 dim = layer.out_features if kind == "output" else layer.in_features
-                self.accumulators[name] = CovarianceAccumulator(
-                    dim, dtype, device, normalize=spec.normalize, center=spec.center, batched=fast
-                )
+                self.accumulators[name] = CovarianceAccumulator(dim, dtype, device, spec.normalize, spec.center)
             self.handles.append(layer.register_forward_hook(self._hook(name)))
 
     @property
@@ -459,26 +433,43 @@ class ActivationRecorder:
 # Eigen-decompositions
 
 
-class Spectrum:
-    """Eigen-decomposition of a layer's output covariance C, eigenvalues ascending.
+NULL_SPACE_MODES = ("structural", "rounding")
 
-    An output covariance of a bias-free linear map from d_in inputs has rank at most d_in (and at most the number
-    of rows it was computed from), and data that span fewer directions (few distinct tokens) leave more
-    eigenvalues at rounding level. Those `n_null` smallest eigenvalues are zero up to rounding, and any basis of
-    that null space is as good as another - what eigh returns there is rounding noise, different on every path
-    and machine. So `eigvals[:n_null]` are set to 0 and `vectors()` returns, for those columns, a fixed basis: the
-    projection of a seeded Gaussian matrix onto the null space, orthonormalised (QR, columns in order, signs
-    fixed). Deterministic, the same for every path, documented in docs/astra_fidelity.md (D13).
+
+class Spectrum:
+    """Eigen-decomposition of a layer's output covariance C, eigenvalues ascending, in the statistics' precision
+    (fp32 as the reference's `eigh(C.float())`, or float64 for float64 statistics).
+
+    Null space (docs/astra_fidelity.md D13). An output covariance of a bias-free linear map from d_in inputs has
+    rank at most d_in (and at most the number of rows it was computed from): its `n_null` = d_out − that bound
+    smallest eigenvalues are zero whatever the data (structural). What eigh returns there is rounding noise,
+    different on every path and machine, so `eigvals[:n_null]` are set to 0 and `vectors()` returns, for those
+    columns, a fixed basis: the projection of a seeded Gaussian matrix onto the null space, orthonormalised (QR,
+    columns in order, signs fixed). Every other column is eigh's own eigenvector (null_space="structural", the
+    default) - unless null_space="rounding" also gives the fixed basis to the eigenvalues at rounding level.
+
+    `rounding_level` (see `rounding_level()`): eigenvalues at or below it are not certified by the precision the
+    statistics were computed in; `rounding_columns(columns)` counts the selected ones beyond the structural null.
     """
 
-    def __init__(self, eigvals: torch.Tensor, n_null: int, range_vectors: torch.Tensor | None = None):
-        self.eigvals = eigvals  # (d,) ascending, fp32
-        self.n_null = n_null
+    def __init__(self, eigvals: torch.Tensor, n_null: int, range_vectors: torch.Tensor | None = None,
+                 rounding_level: float = 0.0, n_structural: int | None = None):
+        self.eigvals = eigvals  # (d,) ascending
+        self.n_null = n_null  # columns given the fixed basis
+        self.n_structural = n_null if n_structural is None else n_structural  # of which zero by the rank bound
+        self.rounding_level = rounding_level
         self._range_vectors = range_vectors  # (d, d - n_null), eigenvectors of eigvals[n_null:]
 
     @property
     def dim(self) -> int:
         return self.eigvals.numel()
+
+    def rounding_columns(self, columns: torch.Tensor) -> int:
+        """How many of `columns` (ascending indices) lie beyond the structural null space with an eigenvalue at
+        or below the rounding level: directions this precision cannot tell from their neighbours."""
+        columns = columns.to(torch.long).cpu()
+        selected = self.eigvals.cpu()[columns[columns >= self.n_structural]]
+        return int((selected <= self.rounding_level).sum())
 
     def range_vectors(self, indices: torch.Tensor | None = None) -> torch.Tensor:
         """Eigenvectors of the non-null eigenvalues (all, or those at `indices` into eigvals[n_null:])."""
@@ -504,20 +495,25 @@ class InputSideSpectrum(Spectrum):
     the reference selection always is in practice) come cheaply as K V / S; any other request - small
     eigenvalues, where K V / S would amplify rounding by S_max/S, or the null space, which needs an orthonormal
     basis of the range - switches to the thin QR K = Q_K R_K and the eigenvectors Q_K V' of R_K R_Kᵀ,
-    orthonormal to fp32 rounding.
+    orthonormal to the working precision.
     """
 
     QUICK_MIN_RATIO = 1e-4
 
-    def __init__(self, K: torch.Tensor, n_null: int):
+    def __init__(self, K: torch.Tensor, n_structural: int, n_rows: int, null_space: str = "structural"):
         d_out, d_in = K.shape
         s2, V = torch.linalg.eigh(K.T @ K)
-        # Range eigenpairs: the largest `keep` - all d_in of them unless rows are few or the data leave some
-        # directions at rounding level (the numerical null space, as for the direct path).
-        self.keep = min(d_out - n_null, d_in - numerical_null_count(s2, max(d_out, d_in)))
+        full = torch.cat([torch.zeros(d_out - d_in, dtype=s2.dtype, device=s2.device), s2.clamp_min(0)])
+        level = rounding_level(full, n_rows, max(d_out, d_in), K.dtype)
+        n_null = n_structural
+        if null_space == "rounding":
+            n_null = max(n_null, int((full <= level).sum()))
+        # Range eigenpairs: the largest `keep` (all d_in of them unless rows are few or an option nulls more).
+        self.keep = min(d_out - n_null, d_in)
         n_null = d_out - self.keep
         s2, V = s2[d_in - self.keep:].clamp_min(0), V[:, d_in - self.keep:]
-        super().__init__(torch.cat([torch.zeros(n_null, dtype=s2.dtype, device=s2.device), s2]), n_null)
+        eigvals = torch.cat([torch.zeros(n_null, dtype=s2.dtype, device=s2.device), s2])
+        super().__init__(eigvals, n_null, rounding_level=level, n_structural=n_structural)
         self._K, self._V, self._s2 = K, V, s2
 
     def range_vectors(self, indices: torch.Tensor | None = None) -> torch.Tensor:
@@ -554,13 +550,28 @@ def null_space_basis(range_vectors: torch.Tensor, k: int) -> torch.Tensor:
     return Q.to(range_vectors.dtype)
 
 
-def numerical_null_count(eigvals: torch.Tensor, dim: int) -> int:
-    """Eigenvalues (ascending) at or below rounding level, max(d_out, d_in) * eps_fp32 * λ_max: in fp32 their
-    eigenvectors are set by rounding, not by the data (a rank-deficient input, e.g. few distinct tokens)."""
-    top = float(eigvals[-1]) if eigvals.numel() else 0.0
-    if top <= 0:
-        return eigvals.numel()
-    return int((eigvals <= dim * torch.finfo(torch.float32).eps * top).sum())
+# How far past the worst case a rounding sum may be allowed to drift in the probabilistic bound below: each entry's
+# bound holds with probability >= 1 - 2 n exp(-LAMBDA^2 / 2) (Higham & Mary 2019, Thm 2.4), < 1e-4 for n <= 1e4.
+ROUNDING_LAMBDA = 6.0
+
+
+def rounding_level(eigvals: torch.Tensor, n_rows: int, dim: int, dtype: torch.dtype) -> float:
+    """The largest error a computed eigenvalue of the calibration covariance can carry from rounding alone, in the
+    precision `dtype` the statistics were accumulated and decomposed in (docs/astra_fidelity.md D13):
+
+        tau = LAMBDA * sqrt(n_rows) * u * tr(C)  +  dim * u * λ_max,       u = eps(dtype) / 2
+
+    First term: C = Σ_rows y yᵀ summed over n_rows terms; each entry's error is at most γ(n)·(|Y|ᵀ|Y|)_ij with
+    γ(n) ≈ LAMBDA·sqrt(n)·u (probabilistic bound), and ‖|Y|ᵀ|Y|‖_2 <= ‖Y‖_F² = tr(C). Second: eigh is backward
+    stable with error p(d)·u·‖C‖, p(d) <= d. By Weyl, every computed eigenvalue is within tau of the exact one,
+    so an eigenvalue <= tau cannot be told from zero, nor its eigenvector from its neighbours'. fp32 at 4080 rows:
+    ~2e-5 tr(C) + 3e-5 λ_max; float64: ~4e-14 tr(C) + 6e-14 λ_max."""
+    if eigvals.numel() == 0:
+        return 0.0
+    u = torch.finfo(dtype).eps / 2
+    trace = float(eigvals.double().clamp_min(0).sum())
+    top = float(eigvals.double().max())
+    return ROUNDING_LAMBDA * math.sqrt(max(n_rows, 1)) * u * trace + dim * u * max(top, 0.0)
 
 
 def structural_null_dim(stats: LayerStatistics, weight: torch.Tensor, has_bias: bool = False) -> int:
@@ -571,30 +582,40 @@ def structural_null_dim(stats: LayerStatistics, weight: torch.Tensor, has_bias: 
     return max(0, d_out - max(bound, 0))
 
 
-def spectrum(stats: LayerStatistics, weight: torch.Tensor, has_bias: bool = False) -> Spectrum:
-    """The eigen-decomposition of the layer's output covariance, on the layer's device, fp32.
+def spectrum(stats: LayerStatistics, weight: torch.Tensor, has_bias: bool = False,
+             null_space: str = "structural") -> Spectrum:
+    """The eigen-decomposition of the layer's output covariance, on the layer's device, in the statistics'
+    precision (fp32, or float64 for float64 statistics).
 
-    kind "output": eigh of the d_out x d_out covariance (the reference's `torch.linalg.eigh(C.float())`).
+    kind "output": eigh of the d_out x d_out covariance (the reference's `torch.linalg.eigh(C.float())`), whose
+    columns are used as they are: only the structural null space gets the fixed basis (null_space="rounding":
+    also eigenvalues at rounding level).
     kind "output_via_input" (d_out > d_in): C = W M Wᵀ = K Kᵀ with K = W L, L a factor of the d_in x d_in input
     matrix M (Cholesky; the eigen factor when M is singular), see InputSideSpectrum: d_in-sized work instead of a
     d_out-sized eigh (Llama gate/up: 576 vs 1536; LLaMA-2-7B: 4096 vs 11008).
     """
     if stats.kind == "input":
         raise ValueError("input statistics have no output spectrum (they are CorDA's, not Astra's)")
+    if null_space not in NULL_SPACE_MODES:
+        raise ValueError(f"null_space '{null_space}' is not one of {', '.join(NULL_SPACE_MODES)}")
     device = weight.device
-    n_null = structural_null_dim(stats, weight, has_bias)
+    dtype = torch.float64 if stats.matrix.dtype == torch.float64 else torch.float32
+    n_structural = structural_null_dim(stats, weight, has_bias)
     if stats.kind == "output":
-        eigvals, eigvecs = torch.linalg.eigh(stats.matrix.to(device).float())
-        n_null = max(n_null, numerical_null_count(eigvals, max(weight.shape)))
+        eigvals, eigvecs = torch.linalg.eigh(stats.matrix.to(device, dtype))
+        level = rounding_level(eigvals, stats.n_rows, max(weight.shape), dtype)
+        n_null = n_structural
+        if null_space == "rounding":
+            n_null = max(n_null, int((eigvals <= level).sum()))
         eigvals = eigvals.clone()
         eigvals[:n_null] = 0
-        return Spectrum(eigvals, n_null, eigvecs[:, n_null:])
-    M = stats.matrix.to(device).float()
+        return Spectrum(eigvals, n_null, eigvecs[:, n_null:], rounding_level=level, n_structural=n_structural)
+    M = stats.matrix.to(device, dtype)
     L, info = torch.linalg.cholesky_ex(M)
     if int(info) != 0:  # singular (or rounding-indefinite) M: the eigen factor Q sqrt(Λ+) always exists
         lam, Q = torch.linalg.eigh(M)
         L = Q * lam.clamp_min(0).sqrt()
-    return InputSideSpectrum(weight.detach().float() @ L, n_null)
+    return InputSideSpectrum(weight.detach().to(dtype) @ L, n_structural, stats.n_rows, null_space)
 
 
 def eigen_decompose(C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

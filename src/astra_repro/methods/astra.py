@@ -39,10 +39,15 @@ OPTIONS: dict[str, tuple[Any, tuple | None]] = {
     "window_start": (DEFAULT_WINDOW_START, None),  # "0" | "d/4" | "d/2" | "3d/4" | "d-r" | an int (ascending column index)
     "label_convention": ("paper", ("paper", "math")),
     "residual_scaling": ("alpha_over_r", ("alpha_over_r", "none")),
+    # D13: only eigenvalues zero by the rank bound get the fixed basis (structural); "rounding" also gives it to
+    # eigenvalues at rounding level (a reproducible convention instead of eigh's own vectors there).
+    "null_space": ("structural", ("structural", "rounding")),
     "center": (None, None),
     "normalize": (None, None),
     "include_padding": (None, None),
-    "accumulate_dtype": (None, None),
+    # "auto": the model's dtype (the reference's, D5) when the selection is the top of the spectrum, float64 when it
+    # reaches below it (smallest, windows, random), where fp32 rounding would pick the directions (D13).
+    "accumulate_dtype": ("auto", ("auto", "model", "float32", "float64")),
     "calibration_prompt": (None, None),
 }
 NAMED_WINDOWS = ("0", "d/4", "d/2", "3d/4", "d-r")
@@ -65,7 +70,14 @@ def astra_options(options: DictConfig | Mapping | None) -> dict[str, Any]:
         raise ConfigError(
             f"method.window_start '{start}' is not valid; use one of {', '.join(NAMED_WINDOWS)} or a column index"
         )
+    if resolved["accumulate_dtype"] == "auto":
+        resolved["accumulate_dtype"] = "model" if takes_top_of_spectrum(resolved) else "float64"
     return resolved
+
+
+def takes_top_of_spectrum(opts: Mapping) -> bool:
+    """Whether a selection is the r largest eigenvalues (the reference's), which fp32 resolves (D13)."""
+    return opts["subspace"] == "largest" or (opts["subspace"] == "window" and str(opts["window_start"]) == "d-r")
 
 
 def window_start_index(window_start: Any, dim: int, rank: int) -> int:
@@ -113,7 +125,7 @@ class Astra(Method):
         if ctx.hp.use_dora:
             # DoRA's magnitude is computed from W before the residual is subtracted: the pair is not defined.
             raise ConfigError("astra does not combine with DoRA; set method.use_dora=false")
-        spec = CalibrationSpec.from_config(ctx.calibration, ctx.options, where="output")
+        spec = CalibrationSpec.from_config(ctx.calibration, opts, where="output")
         statistics = collect_statistics(
             model, ctx.tokenizer, ctx.train_records, spec, ctx.hp.target_modules, ctx.cache_identity, ctx.report
         )
@@ -140,6 +152,7 @@ class Astra(Method):
                                **meter.as_record("layers")}
         log.info("astra: %d eigen-decompositions in %.1f s, with factors and residuals %.1f s",
                  len(selections), eigen.seconds, meter.seconds)
+        self.selections = selections  # per module, for inspection (astra_repro.parity)
         summary = summarize_selection(selections)
         for layer_type, row in summary.items():
             log.info(
@@ -153,8 +166,17 @@ class Astra(Method):
                 "than inputs): there A = VᵀW = 0 and B is a fixed basis of the null space, see docs/astra_fidelity.md D13",
                 opts["subspace"], ", ".join(f"{t} ({n} columns)" for t, n in degenerate.items()),
             )
+        uncertain = {t: row["rounding_columns"] for t, row in summary.items() if row["rounding_columns"]}
+        if uncertain:
+            log.warning(
+                "astra subspace=%s selects directions whose eigenvalue is at rounding level in %s statistics in %s: "
+                "the precision, not the data, orders them (docs/astra_fidelity.md D13)%s",
+                opts["subspace"], spec.accumulate_dtype, ", ".join(f"{t} ({n} columns)" for t, n in uncertain.items()),
+                "" if spec.accumulate_dtype == "float64" else "; method.accumulate_dtype=float64 resolves more of them",
+            )
         ctx.report["astra"] = {**opts, "selection_label": self.selection_label(opts), "calibration": spec.as_dict()}
         ctx.report["astra_selected_percentiles"] = summary
+        ctx.report["astra_directions"] = direction_shares(summary)
         return peft_model
 
     @torch.no_grad()
@@ -170,10 +192,10 @@ class Astra(Method):
         columns = select_columns(opts["subspace"], dim, rank, opts["window_start"], seed + zlib.crc32(name.encode()))
         with eigen:
             # Eigenpairs of the output covariance, ascending; its null space gets a fixed basis (D13).
-            decomposition = spectrum(stats, weight, has_bias=base.bias is not None)
+            decomposition = spectrum(stats, weight, has_bias=base.bias is not None, null_space=opts["null_space"])
             V = decomposition.vectors(columns)
         eigvals = decomposition.eigvals
-        A = V.T @ weight.float()
+        A = V.T @ weight.to(V.dtype)  # fp32 as the reference (float64 for float64 statistics)
         scaling = float(layer.scaling["default"])
         residual_scale = scaling if opts["residual_scaling"] == "alpha_over_r" else 1.0
         install_low_rank_init(layer, A.to(weight.dtype), V.to(weight.dtype), residual_scale=residual_scale)
@@ -181,8 +203,12 @@ class Astra(Method):
         total = eigvals.clamp_min(0).sum()
         return {
             "dim": dim,
-            "null_dim": decomposition.n_null,
-            "null_columns": int((columns < decomposition.n_null).sum()),
+            "columns": int(columns.numel()),
+            "null_dim": decomposition.n_structural,
+            "null_columns": int((columns < decomposition.n_structural).sum()),
+            "rounding_columns": decomposition.rounding_columns(columns),
+            "fixed_basis_columns": int((columns < decomposition.n_null).sum()),
+            "rounding_level": decomposition.rounding_level / max(float(eigvals.max()), 1e-300),
             "columns_low": int(columns.min()),
             "columns_high": int(columns.max()),
             "eigval_low": float(selected.min()),
@@ -210,5 +236,23 @@ def summarize_selection(selections: dict[str, dict]) -> dict[str, dict]:
             # so A = VᵀW = 0 there and B is a fixed basis of directions the layer can never output (D13).
             "null_dim": max(r["null_dim"] for r in rows),
             "null_columns": sum(r["null_columns"] for r in rows),
+            # Columns beyond it whose eigenvalue is at or below the rounding level of the statistics' precision:
+            # their order, so their choice, is rounding's, not the data's (D13).
+            "rounding_columns": sum(r["rounding_columns"] for r in rows),
+            # Columns given the fixed basis: the structural ones, plus the rounding ones under null_space=rounding.
+            "fixed_basis_columns": sum(r["fixed_basis_columns"] for r in rows),
+            "rounding_level_rel": max(r["rounding_level"] for r in rows),  # tau / λ_max, the worst layer
+            "columns": sum(r["columns"] for r in rows),
         }
     return summary
+
+
+def direction_shares(summary: dict[str, dict]) -> dict[str, Any]:
+    """Of all adapted directions: how many the data determine (eigenvectors above the rounding level) and how many
+    a convention does (the structural null space's fixed basis, or an order rounding decides)."""
+    total = sum(row["columns"] for row in summary.values())
+    structural = sum(row["null_columns"] for row in summary.values())
+    rounding = sum(row["rounding_columns"] for row in summary.values())
+    data = total - structural - rounding
+    return {"columns": total, "data": data, "structural_null": structural, "rounding_level": rounding,
+            "data_share": data / total if total else 0.0}
