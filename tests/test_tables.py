@@ -117,8 +117,10 @@ def test_table2_marks_rows_from_synthetic_data(tmp_path):
     write_tables(root, tmp_path / "tables")
     assert not (tmp_path / "tables" / "table2_smollm2_135m.md").exists()  # never mixed into a paper table
     md = (tmp_path / "tables" / "table2_smollm2_135m_synthetic.md").read_text()
-    assert "| lora | 128 | — | — | — | — | — | — | 5.00 [1] | — | — | — | — | — | 0.00 [1] | — | — |" in md
+    assert "| lora | 128 | — | — | — | — | — | — | 5.00 [1] † | — | — | — | — | — | 0.00 [1] † | — | — |" in md
     assert "SYNTHETIC data" in md and "paper values are not shown" in md
+    assert "† synthetic data: a run in the cell trained or was scored on the built-in synthetic data" in md
+    assert "Δ n/c" not in md  # no Δ column to explain: a synthetic table shows no paper values
 
 
 COMMONSENSE = ("boolq", "piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa", "siqa")

@@ -65,7 +65,10 @@ class DisplayTable:
 
 LATEX_SPECIALS = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                   "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
-                  "±": r"$\pm$", "—": "--", "Δ": r"$\Delta$", "−": "$-$", "†": r"$^\dagger$"}
+                  "±": r"$\pm$", "—": "--", "Δ": r"$\Delta$", "−": "$-$",
+                  # protocol marks (report/protocol.py)
+                  "†": r"$^\dagger$", "‡": r"$^\ddagger$", "§": r"$^\S$", "¶": r"$^\P$", "‖": r"$^\|$",
+                  "°": r"$^\circ$"}
 
 
 def latex_escape(text: str) -> str:

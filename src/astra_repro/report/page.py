@@ -17,6 +17,7 @@ from pathlib import Path
 
 from astra_repro import runs
 from astra_repro.paths import results_dir
+from astra_repro.report import protocol
 from astra_repro.report.display import DisplayTable
 
 STYLE = """
@@ -32,6 +33,10 @@ figure img { max-width: 100%; border: 1px solid #eee; } figcaption { font-size: 
 nav a { margin-right: 1em; }
 """
 FIDELITY_SKIP = {"name", "label", "description", "hp"}
+PROTOCOL_NOTE = (f"A mark after our value ({', '.join(protocol.ORDER)}) says that the cell's runs depart from the "
+                 "paper's protocol in: " + ", ".join(f"{m} {protocol.SHORT[m]}" for m in protocol.ORDER)
+                 + f". The legend under each table says what differs; a marked cell's Δ (and that of an Avg over it) "
+                 f"is {protocol.NOT_COMPARABLE}, not comparable.")
 
 
 def fidelity_rows(records: list[dict]) -> DisplayTable:
@@ -79,6 +84,7 @@ def build_page(records: list[dict], tables: list[DisplayTable], cost: list[Displ
         f"<style>{STYLE}</style></head><body><h1>astra_repro: reproduction report</h1>"
         f"<p>{len(records)} finished runs ({synthetic} on synthetic training data), generated {when}. Cells are our "
         "mean ± std over seeds [seeds], the paper's value and Δ = ours − paper.</p>"
+        f"<p>{html.escape(PROTOCOL_NOTE)}</p>"
         f"<nav>{nav}</nav>{body}</body></html>\n"
     )
 

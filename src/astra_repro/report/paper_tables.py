@@ -8,17 +8,20 @@ Cells: our mean ± std over seeds [number of seeds], the paper's value, and Δ =
 marks (see `report.significance`) say where a method's difference to LoRA / to Astra has a 95 % paired-bootstrap
 interval that excludes 0. Runs trained or scored on synthetic data never enter these tables: they get tables of
 their own (`<table>_<model>_synthetic`), which measure the pipeline, not the paper's benchmark.
+A cell whose runs depart from the paper's protocol (a different prompt, a constructed code prompt, synthetic data,
+another global batch, part of the test set, another recipe or fewer training examples; `report.protocol`) carries
+a mark, the legend under the table says what differs, and its Δ (and that of an Avg over it) is "n/c".
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
 from astra_repro.paths import PROJECT_ROOT
 from astra_repro.runs import is_synthetic
-from astra_repro.report import significance
+from astra_repro.report import protocol, significance
 from astra_repro.report.display import MISSING, DisplayTable, mean_std, number
 from astra_repro.selection_labels import selection_label
 
@@ -38,6 +41,7 @@ class PaperLayout:
     paper_rank: int  # the rank of the paper's PEFT rows (Table 8)
     extra_columns: dict[str, tuple] = field(default_factory=dict)  # shown, outside Avg
     records: dict = field(default_factory=dict)  # only records with these field values (e.g. the batch size)
+    paper_protocol: protocol.PaperProtocol = protocol.NLG  # what the paper ran: a cell departing from it is marked
 
 
 TABLE2 = PaperLayout(
@@ -73,12 +77,15 @@ GLUE_COLUMNS = {t: ("glue", "glue_dev", "accuracy", {"glue_task": t}) for t in (
 GLUE_HEADERS = {"mnli": "MNLI", "sst2": "SST-2", "qnli": "QNLI", "cola": "CoLA", "mrpc": "MRPC"}
 # LoRA-GA's soft accuracy for all five (the paper: "accuracy for all tasks"); Table 9 = Table 1's setup at batch 32.
 TABLE1 = PaperLayout(name="table1", title="Table 1 (T5-base on GLUE, batch 128)", paper_csv="table1_glue_t5.csv",
-                     columns=GLUE_COLUMNS, headers=GLUE_HEADERS, paper_rank=8, records={"global_batch_size": 128})
+                     columns=GLUE_COLUMNS, headers=GLUE_HEADERS, paper_rank=8, records={"global_batch_size": 128},
+                     paper_protocol=protocol.PaperProtocol((128,), "glue", None, whole_split=True))
 TABLE9 = PaperLayout(name="table9", title="Table 9 (T5-base on GLUE, batch 32)", paper_csv="table9_glue_t5_bs32.csv",
-                     columns=GLUE_COLUMNS, headers=GLUE_HEADERS, paper_rank=8, records={"global_batch_size": 32})
+                     columns=GLUE_COLUMNS, headers=GLUE_HEADERS, paper_rank=8, records={"global_batch_size": 32},
+                     paper_protocol=protocol.PaperProtocol((32,), "glue", None, whole_split=True))
 PAPER_LAYOUTS = (TABLE1, TABLE2, TABLE3, TABLE9)
 TABLE4_COLUMNS = {"gsm8k": ("math", "gsm8k", "accuracy"), "math": ("math", "math", "accuracy")}
 TABLE4_RANK = 128
+TABLE4_PROTOCOL = protocol.NLG
 
 
 # ------------------------------------------------------------------------------------------------- records
@@ -122,6 +129,23 @@ class Group:
 
     def records_for(self, spec: tuple) -> list[dict]:
         return [r for r in self.records if column_value(r, spec) is not None]
+
+    def departures(self, spec: tuple, paper: protocol.PaperProtocol) -> dict[str, set[str]]:
+        """How the runs behind this column's cell depart from the paper's protocol (mark -> what differs)."""
+        return protocol.cell_departures(self.records_for(spec), spec[1], paper)
+
+
+def cell_text(values: list[float], departures: dict, significance_marks: str = "") -> str:
+    """`mean ± std [n]`, then the protocol marks (e.g. " ‡¶"), then the significance marks (" L+ A-")."""
+    shown = protocol.marks(departures)
+    return mean_std(values) + (" " + shown if shown else "") + significance_marks
+
+
+def delta_text(delta: float | None, departures: dict) -> str:
+    """Δ = ours − paper, or "n/c" when the cell is marked (its protocol is not the paper's)."""
+    if departures and delta is not None:
+        return protocol.NOT_COMPARABLE
+    return number(delta, signed=True)
 
 
 def group_records(records: list[dict]) -> list[Group]:
@@ -216,37 +240,44 @@ def layout_table(records: list[dict], layout: PaperLayout, model: str, synthetic
     for column in layout.extra_columns:
         header.append(layout.headers[column])
         column_groups.append(("", 1))
-    shown_rows, data_rows = [], []
+    shown_rows, data_rows, used = [], [], []
     for group, paper_row in ordered_rows(groups, paper if not synthetic else paper.iloc[0:0], model, layout.paper_rank):
         label = group.label if group else paper_row["method"]
         rank = group.rank if group else (0 if paper_row["method"] == "fft" else layout.paper_rank)
         cells, data = [label + ("" if group else " (no runs)"), str(rank or "full")], {"method": label, "rank": rank}
-        means = []
+        means, avg_departures = [], []
         for column, spec in all_columns.items():
             values = group.values(spec) if group else []
             mark, comparisons = marks(group, groups, spec, layout.paper_rank) if group and values else ("", {})
+            departures = group.departures(spec, layout.paper_protocol) if group and values else {}
+            used.append(departures)
             ours = sum(values) / len(values) if values else None
             data.update({column: ours, f"{column}.std": pd.Series(values).std(ddof=1) if len(values) > 1 else None,
-                         f"{column}.seeds": len(values)})
+                         f"{column}.seeds": len(values), f"{column}.protocol": protocol.marks(departures)})
             for reference, comparison in comparisons.items():
                 data[f"{column}.vs_{reference}"] = comparison.difference
                 data[f"{column}.vs_{reference}.ci"] = f"[{comparison.low:.2f}, {comparison.high:.2f}]"
             if column in layout.extra_columns:
-                cells.append(mean_std(values) + mark)
+                cells.append(cell_text(values, departures, mark))
                 continue
             reported = float(paper_row[column]) if paper_row is not None and column in paper_row else None
             delta = ours - reported if ours is not None and reported is not None else None
-            cells += [mean_std(values) + mark, number(reported), number(delta, signed=True)]
-            data.update({f"{column}.paper": reported, f"{column}.delta": delta})
+            cells += [cell_text(values, departures, mark), number(reported), delta_text(delta, departures)]
+            data.update({f"{column}.paper": reported, f"{column}.delta": None if departures else delta})
             if ours is not None:
                 means.append(ours)
+                avg_departures.append(departures)
         average = sum(means) / len(means) if len(means) == len(layout.columns) else None
+        avg_departures = protocol.merge(avg_departures) if average is not None else {}
         reported_avg = float(paper_row["average"]) if paper_row is not None else None
         avg_delta = average - reported_avg if average is not None and reported_avg is not None else None
-        avg_cells = [number(average), number(reported_avg), number(avg_delta, signed=True)]
+        avg_marks = protocol.marks(avg_departures)
+        avg_cells = [number(average) + (" " + avg_marks if avg_marks else ""), number(reported_avg),
+                     delta_text(avg_delta, avg_departures)]
         insert_at = 2 + 3 * len(layout.columns)
         cells[insert_at:insert_at] = avg_cells
-        data.update({"average": average, "average.paper": reported_avg, "average.delta": avg_delta})
+        data.update({"average": average, "average.paper": reported_avg,
+                     "average.delta": None if avg_departures else avg_delta, "average.protocol": avg_marks})
         shown_rows.append(cells)
         data_rows.append(data)
     notes = [
@@ -254,7 +285,9 @@ def layout_table(records: list[dict], layout: PaperLayout, model: str, synthetic
         f"Paper rows are at rank {layout.paper_rank} (FFT: full) in the method's reference configuration; "
         f"Avg only when all {len(layout.columns)} benchmarks have runs.",
         significance.MARKER_LEGEND,
-    ]
+    ] + protocol.legend(protocol.merge(used), delta_rule=not synthetic)
+    notes += protocol.table_notes(chosen, (spec[1] for spec in all_columns.values()))
+    notes += unplaced_batches(records, layout, model, synthetic)
     if layout.extra_columns:
         notes.append(f"{', '.join(layout.headers[c] for c in layout.extra_columns)}: not in the paper's table, outside Avg.")
     title = f"{layout.title} — {model}"
@@ -264,6 +297,21 @@ def layout_table(records: list[dict], layout: PaperLayout, model: str, synthetic
         name += "_synthetic"
         notes.append("Every row here was trained or scored on the built-in synthetic data; paper values are not shown.")
     return DisplayTable(name, title, header, shown_rows, pd.DataFrame(data_rows), notes, column_groups)
+
+
+def unplaced_batches(records: list[dict], layout: PaperLayout, model: str, synthetic: bool) -> list[str]:
+    """A note for the tables that select runs by global batch (1 and 9): runs of theirs at a batch neither selects."""
+    if "global_batch_size" not in layout.records:
+        return []
+    selected = {other.records["global_batch_size"] for other in PAPER_LAYOUTS if "global_batch_size" in other.records}
+    unplaced = [r for r in layout_records(records, replace(layout, records={}), model)
+                if is_synthetic(r) == synthetic and r.get("global_batch_size") not in selected]
+    if not unplaced:
+        return []
+    batches = ", ".join(sorted({str(r.get("global_batch_size")) for r in unplaced}))
+    tables = " / ".join(f"{other.name} ({other.records['global_batch_size']})" for other in PAPER_LAYOUTS
+                        if "global_batch_size" in other.records)
+    return [f"{len(unplaced)} run(s) at global batch {batches} are in neither {tables}: the per-task tables show them."]
 
 
 # ------------------------------------------------------------------------------------------------- Table 4
@@ -291,7 +339,7 @@ def table4(records: list[dict], model: str, synthetic: bool = False) -> DisplayT
     paper = paper[paper["model"] == model] if not synthetic else paper.iloc[0:0]
     order = list(paper["selection"]) + sorted({k[0] for k in by_selection} - set(paper["selection"]))
     header = ["selection (paper's label)", "selection (true position)", "GSM8K", "paper", "Δ", "MATH", "paper", "Δ"]
-    shown_rows, data_rows = [], []
+    shown_rows, data_rows, used = [], [], []
     for paper_label in order:
         keys = [k for k in by_selection if k[0] == paper_label] or [(paper_label, MISSING)]
         for key in keys:
@@ -300,12 +348,15 @@ def table4(records: list[dict], model: str, synthetic: bool = False) -> DisplayT
             cells, data = [paper_label, key[1]], {"selection_paper": paper_label, "selection_true": key[1]}
             for column, spec in TABLE4_COLUMNS.items():
                 values = group.values(spec)
+                departures = group.departures(spec, TABLE4_PROTOCOL) if values else {}
+                used.append(departures)
                 ours = sum(values) / len(values) if values else None
                 reported = float(paper_row[column].iloc[0]) if len(paper_row) else None
                 delta = ours - reported if ours is not None and reported is not None else None
-                cells += [mean_std(values), number(reported), number(delta, signed=True)]
+                cells += [cell_text(values, departures), number(reported), delta_text(delta, departures)]
                 data.update({column: ours, f"{column}.seeds": len(values), f"{column}.paper": reported,
-                             f"{column}.delta": delta})
+                             f"{column}.delta": None if departures else delta,
+                             f"{column}.protocol": protocol.marks(departures)})
             shown_rows.append(cells)
             data_rows.append(data)
     notes = [
@@ -313,7 +364,7 @@ def table4(records: list[dict], model: str, synthetic: bool = False) -> DisplayT
         "code, which calls the largest-eigenvalue directions the 'tail'; the second column names each window by its "
         "true position in the spectrum (docs/astra_fidelity.md, D1). The paper's Random and Q3 rows are identical "
         "(likely a copy error, protocol §5).",
-    ]
+    ] + protocol.legend(protocol.merge(used), delta_rule=not synthetic)
     name, title = f"table4_{model}", f"Table 4 (eigenvector windows) — {model}"
     if synthetic:
         name, title = name + "_synthetic", title + ": SYNTHETIC data (a pipeline check)"
