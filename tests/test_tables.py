@@ -187,3 +187,26 @@ def test_glue_runs_fill_table1_or_table9_by_batch_size_one_column_per_glue_task(
     assert (tmp_path / "tables" / "glue_sst2_t5_base.md").exists()
     mrpc = (tmp_path / "tables" / "glue_mrpc_t5_base.md").read_text()
     assert "| astra (batch 128) | 8 | 3 |" in mrpc and "| astra (batch 32) | 8 | 1 |" in mrpc
+
+
+def test_per_task_tables_mark_scores_off_the_papers_protocol(tmp_path):
+    root = tmp_path / "runs"
+    fake_code_record(root, "lora", 1, 22.0, 20.0, 35.0, 30.0)
+    fake_code_record(root, "astra", 1, 25.0, 23.0, 38.0, 31.0)
+    path = root / "code" / "astra_llama2_7b_r128_s1_c0de1" / "metrics.json"
+    record = json.loads(path.read_text())
+    record["eval_data"]["humaneval"]["prompt_source"] = "constructed"
+    record["global_batch_size"] = 64
+    runs.atomic_write_json(path, record)
+    write_tables(root, tmp_path / "tables")
+    md = (tmp_path / "tables" / "code_llama2_7b.md").read_text()
+    assert "| astra | 128 | 1 | 319.82M | 25.00 §¶ | 25.00 | 23.00 | 38.00 ¶ | 38.40 |" in md
+    assert "| lora | 128 | 1 | 319.82M | 22.00 | 22.00 | 20.00 | 35.00 | 34.90 |" in md  # its own protocol: no mark
+    assert "§ constructed code prompt (record: prompt_source=constructed)" in md and ": humaneval." in md
+    assert "¶ global batch differs from the paper's (record: global_batch_size): global batch 64 (paper: 128)." in md
+    assert "n/c" not in md  # the per-task tables have no Δ column
+    csv = pd.read_csv(tmp_path / "tables" / "code_llama2_7b.csv").set_index("method")
+    assert csv.loc["astra", "humaneval.protocol"] == "§¶" and pd.isna(csv.loc["lora", "humaneval.protocol"])
+    table2 = (tmp_path / "tables" / "table2_llama2_7b.md").read_text()
+    astra = next(line for line in table2.splitlines() if line.startswith("| astra |"))
+    assert "| 25.00 [1] §¶ | 25.00 | n/c |" in astra and "| 38.00 [1] ¶ | 38.40 | n/c |" in astra

@@ -4,6 +4,8 @@ Reads only `results/runs/**/` (metrics.json, predictions.jsonl, train_log.jsonl)
 re-runs anything. Writes to results/tables (Markdown, CSV, LaTeX) and results/figures (PNG, PDF):
 - one table per (task, model): a row per method (and rank), mean ± std over seeds, trainable parameters, and where
   the training and evaluation data came from (a number from synthetic data must never pass for a paper number);
+  a score whose runs depart from the paper's protocol carries the mark of `report/protocol.py` (†, ‡, ...), with a
+  legend under the table;
 - the paper's Tables 1, 2, 3, 4 and 9 per model, with the paper's value and Δ per cell, significance marks from a
   paired bootstrap, and a table of the differences with their intervals (`report/paper_tables.py`);
 - the cost of the runs, one table per sweep (`report/cost.py`);
@@ -21,6 +23,7 @@ import pandas as pd
 
 from astra_repro import runs
 from astra_repro.paths import PROJECT_ROOT, results_dir
+from astra_repro.report import protocol
 
 PAPER_DIR = PROJECT_ROOT / "results" / "paper"
 # task -> (paper table file, {evaluator: paper column})
@@ -50,6 +53,8 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
             for metric, value in values.items():
                 row[f"{evaluator}.{metric}"] = float("nan") if value is None else value
             row[f"{evaluator}.data"] = r.get("eval_data", {}).get(evaluator, {}).get("data_source", "?")
+            row[f"{evaluator}.protocol"] = protocol.marks(
+                protocol.record_departures(r, evaluator, protocol.task_protocol(r.get("task"))))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -73,7 +78,7 @@ def fmt_params(n) -> str:
 def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """One row per (method, rank): mean ± std of every metric over seeds."""
     # Only this group's evaluators: the frame holds every task's columns, NaN where a record lacks them.
-    metric_cols = [c for c in frame.columns if "." in c and not c.endswith(".data") and frame[c].notna().any()]
+    metric_cols = [c for c in frame.columns if "." in c and not c.endswith((".data", ".protocol")) and frame[c].notna().any()]
     evaluators = sorted({c.split(".")[0] for c in metric_cols})
     out_rows = []
     for (method, rank), group in frame.groupby(["method", "rank"], sort=False):
@@ -82,6 +87,10 @@ def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         for col in metric_cols:
             row[col] = fmt_mean_std(group[col])
             row[col + "_mean"] = group[col].mean()
+        for e in evaluators:  # the marks of any run of the group that has a score for e
+            scored = group[group[[c for c in metric_cols if c.startswith(e + ".")]].notna().any(axis=1)]
+            found = set("".join(scored.get(f"{e}.protocol", pd.Series(dtype=str)).dropna()))
+            row[f"{e}.protocol"] = "".join(m for m in protocol.ORDER if m in found)
         row["data (train / eval)"] = " / ".join(
             [",".join(sorted(set(group["train_data"])))] + [",".join(sorted(set(group[f"{e}.data"].dropna()))) for e in evaluators]
         )
@@ -108,7 +117,10 @@ def primary_metrics(records: list[dict]) -> dict[str, str]:
     return found
 
 
-def render_table(task: str, model: str, frame: pd.DataFrame, primary: dict[str, str] | None = None) -> tuple[str, pd.DataFrame]:
+def render_table(task: str, model: str, frame: pd.DataFrame, primary: dict[str, str] | None = None,
+                 records: list[dict] | None = None) -> tuple[str, pd.DataFrame]:
+    """The per-task table (Markdown) and its numbers (CSV). `records` (the table's runs) give the protocol legend
+    its details; without them it names only what each mark means."""
     if frame["batch"].nunique() > 1:  # e.g. Table 1 and Table 9 runs of one GLUE task: never average across them
         frame = frame.assign(method=frame["method"] + " (batch " + frame["batch"].astype("Int64").astype(str) + ")")
     summary, evaluators = summarize(frame)
@@ -117,7 +129,8 @@ def render_table(task: str, model: str, frame: pd.DataFrame, primary: dict[str, 
     same_model = paper is not None and model in set(paper["model"])
     # Per evaluator: the primary metric, the paper's value when the paper has this model, then its other metrics.
     extra_cols = {
-        e: [c for c in summary.columns if c.startswith(e + ".") and not c.endswith("_mean") and c != f"{e}.{primary[e]}"]
+        e: [c for c in summary.columns if c.startswith(e + ".") and not c.endswith(("_mean", ".protocol"))
+            and c != f"{e}.{primary[e]}"]
         for e in evaluators
     }
     headers = ["method", "rank", "seeds", "params"]
@@ -133,8 +146,10 @@ def render_table(task: str, model: str, frame: pd.DataFrame, primary: dict[str, 
         cells = [str(row["method"]), str(row["rank"]), str(row["seeds"]), row["params"]]
         csv_row = {"task": task, "model": model, "method": row["method"], "rank": row["rank"], "seeds": row["seeds"], "params": row["params"]}
         for e in evaluators:
-            cells.append(row.get(f"{e}.{primary[e]}", "—"))
+            marks = row.get(f"{e}.protocol") or ""
+            cells.append(row.get(f"{e}.{primary[e]}", "—") + (" " + marks if marks else ""))
             csv_row[f"{e}.{primary[e]}"] = row.get(f"{e}.{primary[e]}_mean")
+            csv_row[f"{e}.protocol"] = marks
             if same_model and e in paper_cols:
                 match = paper[(paper["model"] == model) & (paper["method"] == row["method_key"])]
                 value = f"{match[paper_cols[e]].iloc[0]:.2f}" if len(match) else "—"
@@ -148,6 +163,9 @@ def render_table(task: str, model: str, frame: pd.DataFrame, primary: dict[str, 
         lines.append("| " + " | ".join(cells) + " |")
         csv_rows.append(csv_row)
     lines.append("")
+    legend = protocol_legend(summary, evaluators, records)
+    if legend:
+        lines += legend + [""]
     if paper is not None and not same_model:
         lines.append(f"The paper reports this task for {', '.join(sorted(set(paper['model'])))} only; its numbers, for reference:")
         lines.append("")
@@ -161,6 +179,21 @@ def render_table(task: str, model: str, frame: pd.DataFrame, primary: dict[str, 
         lines.append("Rows trained on `synthetic` data measure the pipeline, not the paper's benchmark.")
         lines.append("")
     return "\n".join(lines), pd.DataFrame(csv_rows)
+
+
+def protocol_legend(summary: pd.DataFrame, evaluators: list[str], records: list[dict] | None) -> list[str]:
+    """One line per protocol mark shown in the table (report/protocol.py), with what differs when `records` are given."""
+    shown = {m for e in evaluators if f"{e}.protocol" in summary for marks in summary[f"{e}.protocol"].dropna()
+             for m in marks}
+    if not shown:
+        return []
+    found = {m: set() for m in shown}
+    for r in records or []:
+        for e in evaluators:
+            if (r.get("metrics") or {}).get(e):
+                for m, details in protocol.record_departures(r, e, protocol.task_protocol(r.get("task"))).items():
+                    found.setdefault(m, set()).update(details)
+    return protocol.legend({m: d for m, d in found.items() if m in shown}, delta_rule=False)
 
 
 def write_tables(runs_root: Path | None = None, out_dir: Path | None = None, figures_dir: Path | None = None) -> list[Path]:
@@ -179,14 +212,14 @@ def write_tables(runs_root: Path | None = None, out_dir: Path | None = None, fig
     primary = primary_metrics(records)
     written = []
     for (task, model), group in frame.groupby(["task", "model"]):
-        markdown, csv = render_table(task, model, group, primary)
+        table_records = [r for r in records if table_task(r) == task and r["model"] == model]
+        markdown, csv = render_table(task, model, group, primary, table_records)
         md_path, csv_path = out_dir / f"{task}_{model}.md", out_dir / f"{task}_{model}.csv"
         runs.atomic_write_text(md_path, markdown + "\n")
         runs.atomic_write_text(csv_path, csv.to_csv(index=False))
         print(markdown)
         written += [md_path, csv_path]
-        group_records = [r for r in records if table_task(r) == task and r["model"] == model]
-        figure = training_curves(group_records, (figures_dir or results_dir() / "figures") / f"{task}_{model}_training.png", f"{task} / {model}")
+        figure = training_curves(table_records, (figures_dir or results_dir() / "figures") / f"{task}_{model}_training.png", f"{task} / {model}")
         if figure:
             written.append(figure)
     for table in paper_tables(records) + cost_tables(records):
