@@ -10,6 +10,8 @@ batches for every figure, in one process:
   * extra_peak_gb        peak RSS during the init minus RSS before it, on a model that has already run one forward
                          (its weights paged in); a 2 ms sampling thread (target ≤ 0.4)
   * corda, milora, loraga init seconds and their ratios to LoRA-GA (target ≤ 5)
+  * astra_smallest       Astra with subspace=smallest: float64 statistics and eigh (accumulate_dtype auto, D13),
+                         what resolving the small end of the spectrum costs next to the fp32 reference selection
   * with --compare: the straightforward path (`calibration.algorithm=direct`) measured the same way
 
     python scripts/bench_calibration.py                      # N=64, 256 tokens, r=32 (the setting)
@@ -132,7 +134,8 @@ def run_init(name: str, args, records, algorithm: str = "fast") -> dict:
     model, tokenizer = fresh_model(args)
     with torch.no_grad():  # page the weights in first: their first touch is not the init's memory
         model(input_ids=torch.randint(0, 100, (args.calib_batch, args.seq_len), device=args.device), use_cache=False)
-    options = OmegaConf.load(CONFIG_DIR / "method" / f"{name}.yaml")
+    yaml, options_override = VARIANTS.get(name, (name, {}))
+    options = OmegaConf.merge(OmegaConf.load(CONFIG_DIR / "method" / f"{yaml}.yaml"), options_override)
     ctx = InitContext(
         hp=HyperParams(rank=args.rank, alpha=args.rank, dropout=0.0, target_modules=TARGETS, learning_rate=1e-5),
         options=options, tokenizer=tokenizer, seed=42, train_records=records,
@@ -143,7 +146,7 @@ def run_init(name: str, args, records, algorithm: str = "fast") -> dict:
     with PeakMemory(args.device) as memory:
         sync(args.device)
         t0 = time.perf_counter()
-        METHODS.get(name)().initialize(model, ctx)
+        METHODS.get(yaml)().initialize(model, ctx)
         sync(args.device)
         seconds = time.perf_counter() - t0
     calibration, eigen = ctx.report.get("calibration", {}), ctx.report.get("eigen", {})
@@ -151,6 +154,8 @@ def run_init(name: str, args, records, algorithm: str = "fast") -> dict:
         Path(calibration["cache_file"]).unlink(missing_ok=True)
     timing = {**calibration, **eigen}
     row = {"method": name, "algorithm": algorithm, "init_s": round(seconds, 2), "extra_peak_gb": round(memory.extra_gb, 3)}
+    if "astra" in ctx.report:
+        row["accumulate_dtype"] = ctx.report["astra"]["accumulate_dtype"]
     for key in ("calibration_s", "calibration_peak_gb", "samples_per_s", "eigen_s", "layers_s", "layers_peak_gb"):
         if key in timing:
             row[key] = timing[key]
@@ -168,7 +173,7 @@ def parse_args(argv):
     parser.add_argument("--calib-batch", type=int, default=1, help="calibration batch (the reference used 1)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--methods", nargs="+", default=["astra", "corda", "milora", "loraga"])
+    parser.add_argument("--methods", nargs="+", default=["astra", "astra_smallest", "corda", "milora", "loraga"])
     parser.add_argument("--compare", action="store_true", help="also measure the straightforward path (slow)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--no-7b", action="store_true", help="on a GPU, skip the LLaMA-2-7B-shape init figures")
@@ -176,7 +181,9 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-RATIO_METHODS = ("astra", "corda")  # the calibrating inits: their children also time the plain forward
+RATIO_METHODS = ("astra", "astra_smallest", "corda")  # the calibrating inits: their children also time the forward
+# Bench names that are a method YAML with options: name -> (yaml, options)
+VARIANTS = {"astra_smallest": ("astra", {"subspace": "smallest"})}
 
 
 def child(args) -> None:
