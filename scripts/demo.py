@@ -3,17 +3,25 @@ question this framework exists for: the released code adapts the LARGEST-eigenva
 theorem argues for the SMALLEST. Which one helps, and is the gap more than noise?
 
 Rows, all scored on the same held-out problems (GSM8K format):
-  base                      the pretrained model as shipped
-  LoRA                      lr 1e-3 (configs/method/lora.yaml, demo recipe)
-  Astra, as released        method.subspace=largest, lr 2e-4 (configs/method/astra.yaml, demo recipe: at 4e-4
-                            and above its early gradient norms of 20-60 make training diverge, docs/benchmarks.md)
-  Astra, as the theorem     method.subspace=smallest, lr 1e-3 (set below: along the smallest directions A = VᵀW is
-                            tiny and B orthonormal, so it starts like LoRA and takes LoRA's rate)
+  base                          the pretrained model as shipped
+  LoRA                          lr 1e-3 (configs/method/lora.yaml, demo recipe)
+  Astra released, 2e-4          method.subspace=largest at lr 2e-4 (configs/method/astra.yaml, demo recipe): its best
+                                rate of the grid {2e-4, 1e-3} - at 4e-4 and above its early gradient norms of 20-60
+                                make training diverge (docs/benchmarks.md)
+  Astra theorem, 2e-4           method.subspace=smallest at the SAME rate: the two Astra rows differ in the subspace
+                                alone, so their gap is the subspace's
+  Astra theorem, 1e-3           method.subspace=smallest at its best rate of the grid: along the smallest directions
+                                A = VᵀW is tiny and B orthonormal, so it starts like LoRA and takes LoRA's rate
 Each row is compared with LoRA on the per-problem outcomes: the difference in points with a 95 % paired-bootstrap
-interval and the exact McNemar p-value, so the reader sees which gaps are noise.
+interval and the exact McNemar p-value, so the reader sees which gaps are noise; the two selections are compared
+with each other at the same rate too. Each Astra row says how many of its adapted directions the calibration data
+determine, and how many a convention does (the structural null space's fixed basis on gate/up, or an order that
+rounding decides): docs/astra_fidelity.md D13.
 
-Both Astra rows share one calibration (the statistics cache) and every row one model conversion. Finished runs
-are reused (their records exist), so a second `make demo` only prints. Extra Hydra overrides can follow:
+The released selection calibrates in the model's dtype (fp32 here, the reference's arithmetic); the theorem's in
+float64 (accumulate_dtype auto), so both of its rows share one calibration (the statistics cache) and every row
+one model conversion. Finished runs are reused (their records exist), so a second `make demo` only prints. Extra
+Hydra overrides can follow:
     .venv/bin/python scripts/demo.py seed=1
 """
 
@@ -33,12 +41,16 @@ from astra_repro.tables import write_tables
 from astra_repro.train import run
 
 EVALUATOR, METRIC = "gsm8k", "accuracy"
+RELEASED, THEOREM_SAME_RATE, THEOREM_OWN_RATE = (
+    "Astra released (largest), 2e-4", "Astra theorem (smallest), 2e-4", "Astra theorem (smallest), 1e-3")
 DEMO_ROWS = {  # row name -> overrides (the learning rates are documented in the module docstring)
     "base": ["method=base"],
     "LoRA": ["method=lora"],
-    "Astra, as released (largest)": ["method=astra", "method.subspace=largest"],
-    "Astra, as the theorem (smallest)": ["method=astra", "method.subspace=smallest", "lr=1e-3"],
+    RELEASED: ["method=astra", "method.subspace=largest", "lr=2e-4"],
+    THEOREM_SAME_RATE: ["method=astra", "method.subspace=smallest", "lr=2e-4"],
+    THEOREM_OWN_RATE: ["method=astra", "method.subspace=smallest", "lr=1e-3"],
 }
+SAME_RATE_PAIR = (THEOREM_SAME_RATE, RELEASED)  # differ in the subspace alone
 PAPER_SCALE = "python -m astra_repro.train model=llama2_7b task=math method=astra method.subspace=smallest"
 
 
@@ -54,6 +66,32 @@ def run_rows(extra_overrides: list[str]) -> dict[str, dict]:
     return records
 
 
+def compare(record: dict, other: dict) -> str:
+    """`difference [95% interval]   p=...  (only this / only other)  verdict` on the per-problem outcomes."""
+    ours = significance.item_outcomes(record["run_dir"], EVALUATOR, METRIC)
+    theirs = significance.item_outcomes(other["run_dir"], EVALUATOR, METRIC)
+    if not (ours and theirs):
+        return ""
+    comparison = significance.paired_bootstrap(ours, theirs)
+    only_ours, only_other, p = significance.mcnemar_exact(ours, theirs)
+    verdict = "a real gap" if comparison.significant else "within noise"
+    return (f"{comparison.difference:+6.1f} pts [{comparison.low:+6.1f}, {comparison.high:+6.1f}]"
+            f"   p={p:.3f}  ({only_ours} / {only_other})  {verdict}")
+
+
+def directions(record: dict) -> str:
+    """How many adapted directions the data determine vs a convention (Astra rows; from the run record)."""
+    shares = (record.get("init") or {}).get("astra_directions")
+    if not shares:
+        return ""
+    text = f"{shares['data']}/{shares['columns']} from data"
+    if shares["structural_null"]:
+        text += f", {shares['structural_null']} structural null (fixed basis)"
+    if shares["rounding_level"]:
+        text += f", {shares['rounding_level']} at rounding level"
+    return text
+
+
 def print_comparison(records: dict[str, dict]) -> None:
     lora = records["LoRA"]
     first = next(iter(records.values()))
@@ -64,15 +102,15 @@ def print_comparison(records: dict[str, dict]) -> None:
         accuracy = record["metrics"][EVALUATOR][METRIC]
         line = f"  {name:<34} {accuracy:7.1f}%"
         if name != "LoRA":
-            ours = significance.item_outcomes(record["run_dir"], EVALUATOR, METRIC)
-            theirs = significance.item_outcomes(lora["run_dir"], EVALUATOR, METRIC)
-            if ours and theirs:
-                comparison = significance.paired_bootstrap(ours, theirs)
-                only_ours, only_lora, p = significance.mcnemar_exact(ours, theirs)
-                verdict = "a real gap" if comparison.significant else "within noise"
-                line += (f"   {comparison.difference:+6.1f} pts [{comparison.low:+6.1f}, {comparison.high:+6.1f}]"
-                         f"   p={p:.3f}  ({only_ours} / {only_lora})  {verdict}")
+            line += "   " + compare(record, lora)
         print(line)
+    theorem, released = SAME_RATE_PAIR
+    if theorem in records and released in records:
+        print(f"\n  Same rate, subspace alone: theorem - released   {compare(records[theorem], records[released])}")
+    print("\n  Adapted directions (q/k/v/o/gate/up/down, every layer):")
+    for name, record in records.items():
+        if directions(record):
+            print(f"  {name:<34} {directions(record)}")
 
 
 def main(extra_overrides: list[str]) -> None:

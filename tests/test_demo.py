@@ -1,6 +1,7 @@
-"""`make demo`'s script on tiny_llama: the four rows (base, LoRA, Astra as released, Astra as the theorem states)
-on the same problems, each compared with LoRA (bootstrap interval + exact McNemar), one calibration shared by
-both Astra rows, and closing lines that say where the outputs are and how to rerun at paper scale."""
+"""`make demo`'s script on tiny_llama: the five rows (base, LoRA, Astra as released, Astra as the theorem states at
+the released rate and at its own) on the same problems, each compared with LoRA (bootstrap interval + exact
+McNemar), the two selections compared at the same rate, the share of data-determined directions per Astra row,
+one float64 calibration shared by both theorem rows, and closing lines that say where the outputs are."""
 
 import importlib.util
 import json
@@ -25,14 +26,26 @@ def test_demo_rows_comparisons_and_closing_lines(tmp_path, monkeypatch, capsys):
     demo.main([*TINY_OVERRIDES, *tiny_evaluator_overrides("math"), "task.evaluators.gsm8k.n.demo=8", "rank=4"])
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("  ") and "%" in line and "McNemar" not in line]
-    assert [r.split("  ")[1].strip() for r in rows[:4]] == list(demo.DEMO_ROWS)
+    assert [r.split("  ")[1].strip() for r in rows[:5]] == list(demo.DEMO_ROWS)
     assert sum("McNemar" in line for line in out.splitlines()) == 1
-    assert sum(" p=" in r for r in rows) == 3  # every row but LoRA itself is compared with LoRA
+    assert sum(" p=" in r for r in rows) == 4  # every row but LoRA itself is compared with LoRA
+    same_rate = [line for line in out.splitlines() if "Same rate, subspace alone" in line]
+    assert len(same_rate) == 1 and " p=" in same_rate[0] and " pts [" in same_rate[0]
+    shares = {line.split("  ")[1].strip(): line for line in out.splitlines() if " from data" in line}
+    assert set(shares) == {demo.RELEASED, demo.THEOREM_SAME_RATE, demo.THEOREM_OWN_RATE}
+    # tiny_llama: gate/up have 128 outputs from 64 inputs, so the smallest selection there is structural null
+    assert "structural null" in shares[demo.THEOREM_SAME_RATE] and "structural null" not in shares[demo.RELEASED]
     assert "8 held-out problems (synthetic data), the same for every row" in out
     assert demo.PAPER_SCALE in out and "demo wall time:" in out
     records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").rglob("metrics.json")]
-    astra = sorted((r for r in records if r["method"] == "astra"), key=lambda r: r["init"]["astra"]["subspace"])
-    assert [r["init"]["astra"]["subspace"] for r in astra] == ["largest", "smallest"]
-    assert sorted(r["init"]["calibration"]["cached"] for r in astra) == [False, True]  # one calibration, shared
-    assert astra[1]["learning_rate"] == 1e-3 and astra[0]["learning_rate"] == 2e-4
+    astra = sorted((r for r in records if r["method"] == "astra"),
+                   key=lambda r: (r["init"]["astra"]["subspace"], r["learning_rate"]))
+    assert [(r["init"]["astra"]["subspace"], r["learning_rate"]) for r in astra] == [
+        ("largest", 2e-4), ("smallest", 2e-4), ("smallest", 1e-3)]
+    assert [r["init"]["astra"]["accumulate_dtype"] for r in astra] == ["model", "float64", "float64"]
+    assert not astra[0]["init"]["calibration"]["cached"]  # fp32, the reference's arithmetic
+    assert sorted(r["init"]["calibration"]["cached"] for r in astra[1:]) == [False, True]  # one float64 pass, shared
+    for record in astra:
+        shares = record["init"]["astra_directions"]
+        assert shares["data"] + shares["structural_null"] + shares["rounding_level"] == shares["columns"]
     assert Path(out.split("table    ")[1].split()[0]).exists()
