@@ -11,6 +11,7 @@ TINY_OVERRIDES = [
     "task.data.synthetic.n_train=64",
     "task.data.n_train.demo=32",
     "task.train.demo.max_steps=4",
+    "task.train.demo.global_batch_size=4",
     "task.train.demo.per_device_batch_size=4",
     "task.train.demo.save_steps=2",
     "task.train.demo.max_length=640",

@@ -29,7 +29,8 @@ def test_paper_model_brings_table8_hyperparameters():
     plan = plan_run(cfg)
     assert plan["hp"]["rank"] == 128 and plan["hp"]["alpha"] == 128 and plan["hp"]["learning_rate"] == 2e-5
     assert plan["schedule"]["max_length"] == 512 and plan["schedule"]["warmup_ratio"] == 0.03
-    assert plan["schedule"]["per_device_batch_size"] * plan["schedule"]["grad_accum"] * 4 == 128
+    assert plan["schedule"]["global_batch_size"] == 128
+    assert plan["batch"] == {"global": 128, "per_device": 8, "grad_accum": 16, "world_size": 1}
     assert plan["model"]["dtype"] == "bfloat16"
     assert plan["task"]["data"]["n_train"] == 100000
 

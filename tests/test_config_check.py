@@ -30,6 +30,8 @@ BAD_VALUES = [
     ("method.use_dora=yes", r"^method\.use_dora='yes' is not a boolean"),
     ("task.train.demo.max_steps=0", r"^task\.train\.demo\.max_steps=0 trains nothing"),
     ("task.train.demo.per_device_batch_size=0", r"^task\.train\.demo\.per_device_batch_size=0 must be >= 1"),
+    ("task.train.demo.global_batch_size=0", r"^task\.train\.demo\.global_batch_size=0 must be >= 1"),
+    ("task.train.demo.global_batch_size=null", r"^task\.train\.demo\.global_batch_size is not set"),
     ("task.train.demo.warmup_ratio=1.5", r"^task\.train\.demo\.warmup_ratio=1\.5 must be < 1\.0"),
     ("task.train.demo.max_length=abc", r"^task\.train\.demo\.max_length='abc' is not an integer"),
     ("task.data.n_train.demo=0", r"^task\.data\.n_train\.demo=0 must be >= 1"),

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torc
                                 reason="torch.distributed with gloo is not available")
 
 COMMON = ["model=tiny_llama", "skip_eval=true", "task.train.demo.max_steps=4", "task.train.demo.warmup_steps=0",
-          "task.data.n_train.demo=32", "task.calibration_samples.demo=4", "calibration.seq_len.demo=32", "rank=4"]
+          "task.data.n_train.demo=32", "task.calibration_samples.demo=4", "calibration.seq_len.demo=32", "rank=4",
+          # the same overrides for every launch: the global batch is the recipe's, the per-process share derived
+          "task.train.demo.global_batch_size=4", "task.train.demo.per_device_batch_size=4"]
 
 
 def launch(command: list[str], output_root: Path, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
@@ -42,6 +44,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def batch_of(run_dir: Path) -> dict:
+    """The run record's batch block, after checking its global_batch_size (what the tables select by) agrees."""
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["global_batch_size"] == record["batch"]["global"]
+    assert record["batch"]["per_device"] * record["batch"]["grad_accum"] * record["batch"]["world_size"] == record["batch"]["global"]
+    return record["batch"]
+
+
 def trained(output_root: Path) -> tuple[dict, Path]:
     (run_dir,) = [p.parent for p in output_root.rglob("metrics.json")]
     return load_file(run_dir / "trained" / "adapter_model.safetensors"), run_dir
@@ -51,11 +61,13 @@ def trained(output_root: Path) -> tuple[dict, Path]:
 def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path, method):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
     two = launch([torchrun, "--nproc_per_node=2", f"--master_port={free_port()}", "-m", "astra_repro.train", "trainer=ddp",
-                  f"method={method}", "task.train.demo.per_device_batch_size=2"], tmp_path / "ddp")
-    launch([sys.executable, "-m", "astra_repro.train", f"method={method}", "task.train.demo.per_device_batch_size=4"],
-           tmp_path / "single")
+                  f"method={method}"], tmp_path / "ddp")
+    launch([sys.executable, "-m", "astra_repro.train", f"method={method}"], tmp_path / "single")
     ddp, ddp_dir = trained(tmp_path / "ddp")
     single, single_dir = trained(tmp_path / "single")
+    # the same global batch, laid out 2 x 1 x 2 processes and 4 x 1 x 1 process (derived from WORLD_SIZE)
+    assert batch_of(ddp_dir) == {"global": 4, "per_device": 2, "grad_accum": 1, "world_size": 2}
+    assert batch_of(single_dir) == {"global": 4, "per_device": 4, "grad_accum": 1, "world_size": 1}
     init = load_file(single_dir / "init" / "adapter" / "adapter_model.safetensors")
     assert set(ddp) == set(single)
     moved = max(float((single[k] - init[k]).abs().max()) for k in single)

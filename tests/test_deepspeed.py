@@ -43,15 +43,13 @@ def test_two_processes_train_the_single_process_adapter_then_export_and_score(tm
     """torchrun --nproc_per_node=2 under ZeRO-2 / ZeRO-3 (gloo, CPU) trains what one plain process trains with the
     same global batch, and the run goes on to export and scoring. Under ZeRO-3 every rank holds a slice of each
     parameter after training, so rank 0 rebuilds the whole model from the run folder's files for the export."""
-    from test_ddp import free_port, launch, trained
+    from test_ddp import batch_of, free_port, launch, trained
 
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
     scoring = ["skip_eval=false", *[f"task.evaluators.{e}.{k}=4" for e in ("gsm8k", "math") for k in ("n.demo", "max_new_tokens.demo")]]
     launch([torchrun, "--nproc_per_node=2", f"--master_port={free_port()}", "-m", "astra_repro.train",
-            f"trainer=deepspeed_{stage}", "method=astra", "task.train.demo.per_device_batch_size=2"],
-           tmp_path / stage, extra=tuple(scoring))
-    launch([sys.executable, "-m", "astra_repro.train", "method=astra", "task.train.demo.per_device_batch_size=4"],
-           tmp_path / "single")
+            f"trainer=deepspeed_{stage}", "method=astra"], tmp_path / stage, extra=tuple(scoring))
+    launch([sys.executable, "-m", "astra_repro.train", "method=astra"], tmp_path / "single")
     sharded, run_dir = trained(tmp_path / stage)
     single, single_dir = trained(tmp_path / "single")
     init = load_file(single_dir / "init" / "adapter" / "adapter_model.safetensors")
@@ -69,3 +67,5 @@ def test_two_processes_train_the_single_process_adapter_then_export_and_score(tm
     torch.testing.assert_close(merged[f"{key}.weight"], residual[f"{key}.weight"] + delta, atol=1e-6, rtol=0)
     record = json.loads((run_dir / "metrics.json").read_text())
     assert set(record["metrics"]) == {"gsm8k", "math"} and record["global_batch_size"] == 4
+    assert batch_of(run_dir) == {"global": 4, "per_device": 2, "grad_accum": 1, "world_size": 2}
+    assert batch_of(single_dir) == {"global": 4, "per_device": 4, "grad_accum": 1, "world_size": 1}

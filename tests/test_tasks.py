@@ -66,7 +66,8 @@ def test_runner_names_no_task():
 def test_paper_recipe_of_the_code_task_is_the_reference_setup():
     plan = plan_run(tiny_cfg("task=code", "model=llama2_7b", "method=astra"))
     assert plan["calibration"]["n_samples"] == 256 and plan["task"]["data"]["n_train"] == 100000
-    assert plan["schedule"]["per_device_batch_size"] * plan["schedule"]["grad_accum"] * 4 == 128
+    assert plan["schedule"]["global_batch_size"] == 128
+    assert plan["batch"] == {"global": 128, "per_device": 8, "grad_accum": 16, "world_size": 1}
     he = plan["task"]["evaluators"]["humaneval"]
     assert he["max_new_tokens"] == 1024 and he["n"] is None
 

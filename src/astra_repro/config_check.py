@@ -59,10 +59,14 @@ def check_run_config(cfg: DictConfig) -> None:
     schedule = _recipe_value(cfg, "task.train", recipe)
     if isinstance(schedule, Mapping):
         prefix = f"task.train.{recipe}"
+        # the global batch is the paper's and must be stated; micro-batch and accumulation are derived from it
+        # (training.launch.batch_layout), and a grad_accum set by hand must agree with the derived one
+        _check_value(f"{prefix}.global_batch_size", schedule.get("global_batch_size"), "integer", minimum=1,
+                     example=f"{prefix}.global_batch_size=128")
         for key, minimum in (("epochs", 0), ("per_device_batch_size", 1), ("grad_accum", 1), ("warmup_steps", 0),
                              ("max_length", 2), ("save_steps", 1)):
             if key in schedule:
-                _check_value(f"{prefix}.{key}", schedule[key], "integer", minimum=minimum)
+                _check_value(f"{prefix}.{key}", schedule[key], "integer", minimum=minimum, optional=key == "grad_accum")
         if "max_steps" in schedule:
             steps = schedule["max_steps"]
             _check_value(f"{prefix}.max_steps", steps, "integer", minimum=-1)

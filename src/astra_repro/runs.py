@@ -20,8 +20,14 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
+# How one launch lays the run out over its processes (the global batch's micro-batch, accumulation and process
+# count): recorded, but not what the run is, so a finished run is found at any process count.
+LAUNCH_KEYS = ("batch",)
+
+
 def config_hash(plan: dict, length: int = 8) -> str:
-    return hashlib.sha256(canonical_json(plan).encode()).hexdigest()[:length]
+    identity = {k: v for k, v in plan.items() if k not in LAUNCH_KEYS}
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:length]
 
 
 def run_name(plan: dict) -> str:

@@ -34,6 +34,7 @@ from astra_repro.paths import CONFIG_DIR
 from astra_repro.profiling import run_cost
 from astra_repro.recipes import per_recipe, resolve_recipe_tree
 from astra_repro.tasks import TASKS, get_task
+from astra_repro.training.launch import batch_layout, check_one_process_per_device, export_submitit_env, world_size
 
 log = logging.getLogger("astra_repro")
 
@@ -93,6 +94,9 @@ def plan_run(cfg: DictConfig) -> dict:
         calibration = resolve_recipe_tree(OmegaConf.to_container(cfg.calibration, resolve=True), recipe)
         calibration["n_samples"] = per_recipe(cfg.task.calibration_samples, recipe)
         plan["calibration"] = calibration
+    # The recipe's global batch over this launch's processes (WORLD_SIZE): micro-batch x accumulation x processes.
+    # Recorded, but not part of the run's identity (runs.LAUNCH_KEYS): the same run at another process count.
+    plan["batch"] = batch_layout(plan["schedule"], world_size(), f"task.train.{recipe}")
     return plan
 
 
@@ -239,6 +243,8 @@ def run(cfg: DictConfig) -> Path:
         print(f"[astra_repro] already done: {run_dir}  (force=true redoes it)")
         print_metrics(runs_json(run_dir / runs.METRICS_FILE))
         return run_dir
+    if method.trains:  # never HF Trainer's DataParallel over the GPUs one process sees: a multiple of the batch
+        check_one_process_per_device(plan["batch"]["world_size"])
     if cfg.force and run_dir.exists() and world_rank() == 0:
         shutil.rmtree(run_dir)
     runs.check_disk(run_dir, 0, "this run")  # writable (space is checked once the model's size is known)
@@ -311,6 +317,7 @@ def run_stages(cfg: DictConfig, plan: dict, method, run_dir: Path, wall_start: f
         metrics, eval_info, versions = evaluate_stage(plan, target, run_dir)
         timings["eval_s"] = round(time.time() - t0, 2)
     timings["wall_s"] = round(time.time() - wall_start, 2)
+    batch = train_stats.get("batch") or plan["batch"]  # the layout training ran under (a later launch may only score)
     record = {
         "run_name": run_dir.name,
         "config_hash": runs.config_hash(plan),
@@ -324,9 +331,10 @@ def run_stages(cfg: DictConfig, plan: dict, method, run_dir: Path, wall_start: f
         "alpha": plan["hp"]["alpha"],
         "learning_rate": plan["hp"]["learning_rate"],
         "seed": plan["seed"],
-        # per device x accumulation x processes: Tables 1 and 9 differ only in this (128 vs 32)
-        "global_batch_size": plan["schedule"]["per_device_batch_size"] * plan["schedule"]["grad_accum"]
-        * int(os.environ.get("WORLD_SIZE", "1")),
+        # per device x accumulation x processes, as trained (the Trainer's own product is checked against the plan
+        # before training starts): Tables 1 and 9 differ only in this (128 vs 32)
+        "global_batch_size": batch["global"],
+        "batch": batch,  # {global, per_device, grad_accum, world_size}
         "n_trainable_params": n_trainable,
         "n_total_params": n_total,
         "data": data_info,
@@ -378,10 +386,11 @@ def train_stage(cfg, plan, method, model, features, collate, run_dir: Path) -> d
         if not os.environ.get("WANDB_API_KEY"):
             os.environ.setdefault("WANDB_MODE", "offline")
         report_to = ["wandb"]
-    args = build_training_arguments(run_dir, plan["schedule"], cfg.trainer, plan["hp"]["learning_rate"], plan["seed"], use_bf16, report_to)
+    args = build_training_arguments(run_dir, plan["schedule"], plan["batch"], cfg.trainer, plan["hp"]["learning_rate"],
+                                    plan["seed"], use_bf16, report_to)
     groups = method.optimizer_param_groups(model, plan["hp"]["learning_rate"], cfg.trainer.weight_decay, cfg.method)
     optimizer = torch.optim.AdamW(groups) if groups else None
-    stats = train(model, features, collate, args, run_dir, optimizer=optimizer, save_to=trained)
+    stats = train(model, features, collate, args, run_dir, optimizer=optimizer, save_to=trained, batch=plan["batch"])
     if world_rank() == 0:
         runs.atomic_write_json(done, stats)
     return stats
@@ -522,6 +531,7 @@ def software_versions() -> dict:
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def hydra_entry(cfg: DictConfig) -> None:
     try:
+        export_submitit_env()  # a task of a multi-task submitit job: RANK, WORLD_SIZE, ... from SLURM's variables
         run(cfg)
     except ConfigError as err:
         from astra_repro.cli import exit_with

@@ -17,6 +17,7 @@ from astra_repro.paths import CONFIG_DIR
 log = logging.getLogger(__name__)
 
 TRAIN_LOG = "train_log.jsonl"
+BATCH_FILE = "batch.json"  # in the checkpoints folder: the batch layout its checkpoints were written with
 
 
 class JsonlLogCallback(TrainerCallback):
@@ -85,15 +86,48 @@ def deepspeed_config_path(value: str | None) -> str | None:
     return str(path)
 
 
-def build_training_arguments(run_dir: Path, schedule: dict, trainer_cfg, lr: float, seed: int, use_bf16: bool, report_to: list[str]) -> TrainingArguments:
+def check_trainer_batch(args: TrainingArguments, batch: dict) -> None:
+    """The Trainer's own global batch (its micro-batch, times the GPUs DataParallel would split it over, times
+    accumulation and processes) must be the planned one: whatever the launcher, the record never says 128 for 512."""
+    real = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+    if real != batch["global"]:
+        raise RuntimeError(
+            f"the Trainer would train at global batch {real} ({args.train_batch_size} per step x "
+            f"{args.gradient_accumulation_steps} accumulation x {args.world_size} processes, {args.n_gpu} GPU(s) in this "
+            f"process), not the planned {batch['global']}; launch one process per GPU with torchrun")
+
+
+def check_resume_layout(output_dir: Path, last: str | None, batch: dict) -> None:
+    """Checkpoints resume only under the layout that wrote them (a ZeRO optimizer shard, the data order per process
+    and the RNG states are per process): another process count is a one-line error naming the one to use."""
+    from astra_repro.errors import ConfigError
+
+    path = output_dir / BATCH_FILE
+    saved = json.loads(path.read_text()) if last and path.exists() else None
+    if saved is not None and saved != batch:
+        raise ConfigError(
+            f"{last} was written by {saved['world_size']} process(es) ({saved['per_device']} per device x "
+            f"{saved['grad_accum']} accumulation), this launch has {batch['world_size']}; resume it with torchrun "
+            f"--nproc_per_node={saved['world_size']}, or start it again with force=true")
+    if os.environ.get("RANK", "0") == "0" and saved is None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        from astra_repro.runs import atomic_write_json
+
+        atomic_write_json(path, batch)
+
+
+def build_training_arguments(run_dir: Path, schedule: dict, batch: dict, trainer_cfg, lr: float, seed: int, use_bf16: bool,
+                             report_to: list[str]) -> TrainingArguments:
+    """`batch` is the launch's layout of the recipe's global batch (training.launch.batch_layout): the micro-batch
+    and the accumulation come from it, never from the recipe directly."""
     warmup = schedule.get("warmup_steps") or schedule.get("warmup_ratio") or 0
     # Only passed when on: the keyword is being renamed across transformers versions.
     extra = {"gradient_checkpointing": True} if trainer_cfg.gradient_checkpointing else {}
     return TrainingArguments(
         **extra,
         output_dir=str(run_dir / "checkpoints"),
-        per_device_train_batch_size=schedule["per_device_batch_size"],
-        gradient_accumulation_steps=schedule["grad_accum"],
+        per_device_train_batch_size=batch["per_device"],
+        gradient_accumulation_steps=batch["grad_accum"],
         num_train_epochs=schedule["epochs"],
         max_steps=schedule["max_steps"],
         learning_rate=lr,
@@ -127,12 +161,20 @@ def train(
     run_dir: Path,
     optimizer: torch.optim.Optimizer | None = None,
     save_to: Path | None = None,
+    batch: dict | None = None,
 ) -> dict:
     """Train to the end of the schedule, resuming from the newest complete checkpoint in the run folder if any,
     and save the trained weights (the adapter, or the full model) to `save_to`. Every rank calls this: under
-    ZeRO-3 the save gathers the partitioned parameters, which is a collective; rank 0 writes."""
+    ZeRO-3 the save gathers the partitioned parameters, which is a collective; rank 0 writes.
+
+    `batch` (the planned layout, {global, per_device, grad_accum, world_size}) is checked against what the Trainer
+    will really do, and a checkpoint is resumed only by a launch with the layout that wrote it."""
     log_path = run_dir / TRAIN_LOG
+    if batch is not None:
+        check_trainer_batch(args, batch)
     last = last_complete_checkpoint(Path(args.output_dir))
+    if batch is not None:
+        check_resume_layout(Path(args.output_dir), last, batch)
     if os.environ.get("RANK", "0") == "0":
         if last:
             log.info("resuming from %s", last)
@@ -152,4 +194,4 @@ def train(
         trainer.save_model(str(save_to))
     return {"train_runtime_s": result.metrics.get("train_runtime"), "train_loss": result.training_loss,
             "global_step": result.global_step, "resumed_from": last,
-            "tokens_trained": int(trainer.state.num_input_tokens_seen)}
+            "tokens_trained": int(trainer.state.num_input_tokens_seen), "batch": batch}
