@@ -224,3 +224,105 @@ def test_time_limit_signal_requeues_and_the_requeued_task_resumes(tmp_path):
     assert [r["step"] for r in rows if "loss" in r] == list(range(1, 9))  # each step once, across both attempts
     assert (tmp_path / "scontrol.log").read_text().splitlines() == [f"requeue {JOB_ID}_0"]  # no second requeue
     assert run_folders(output_root) == [folder]
+
+
+# ------------------------------------------------------------------------------------------------- global batch
+# Issue 19: the script starts one process per GPU (SLURM_GPUS_ON_NODE), and every process must plan the paper's
+# global batch. A stand-in Python (ASTRA_PYTHON) runs the script's own helper calls for real (`-c`: splitting the
+# manifest line) and records the two launches instead of running them: the layout check
+# (`-m astra_repro.training.launch`, for real when STUB_REAL_PREFLIGHT=1) and torchrun (`-m torch.distributed.run`).
+PAPER_GLOBAL_BATCH = {"table1": 128, "table9": 32, "table2": 128, "table3": 128}
+STUB = """#!/bin/bash
+if [ "$1" = "-m" ] && { [ "$2" = "torch.distributed.run" ] || [ "$2" = "astra_repro.training.launch" ]; }; then
+  {real} -c 'import json, os, sys
+with open(os.environ["STUB_RECORD"], "a") as fh:
+    fh.write(json.dumps({"argv": sys.argv[1:], "WORLD_SIZE": os.environ.get("WORLD_SIZE")}) + "\\n")' "$@"
+  if [ "$2" = "astra_repro.training.launch" ] && [ -n "${STUB_REAL_PREFLIGHT:-}" ]; then exec {real} "$@"; fi
+  exit 0
+fi
+exec {real} "$@"
+"""
+
+
+def stub_env(tmp: Path, n_gpus: int | None, real_preflight: bool = False) -> dict:
+    stub = tmp / "python_stub"
+    stub.write_text(STUB.replace("{real}", shlex.quote(sys.executable)))
+    stub.chmod(0o755)
+    env = array_env(tmp, 0)
+    env.update(ASTRA_PYTHON=str(stub), STUB_RECORD=str(tmp / "launches.jsonl"))
+    env.pop("WORLD_SIZE", None)
+    if n_gpus is not None:
+        env["SLURM_GPUS_ON_NODE"] = str(n_gpus)
+    if real_preflight:
+        env["STUB_REAL_PREFLIGHT"] = "1"
+    return env
+
+
+def launches(tmp: Path) -> list[dict]:
+    path = tmp / "launches.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def first_line_of(sweep_name: str, tmp: Path) -> Path:
+    from astra_repro import sweep
+
+    manifest = sweep.write_manifest(sweep_name, tmp / "sweeps")
+    one = tmp / "manifest.txt"
+    one.write_text(manifest.read_text().splitlines()[0] + "\n")
+    return one
+
+
+@pytest.mark.parametrize("n_gpus", [1, 2, 4, 8])
+@pytest.mark.parametrize("sweep_name", ["table1", "table9", "table2", "table3"])
+def test_each_gpu_count_launches_one_process_per_gpu_at_the_papers_global_batch(tmp_path, monkeypatch, sweep_name,
+                                                                                  n_gpus):
+    from hydra import compose, initialize_config_dir
+
+    from astra_repro.paths import CONFIG_DIR
+    from astra_repro.train import plan_run
+
+    manifest = first_line_of(sweep_name, tmp_path)
+    done = subprocess.run(["bash", str(SCRIPT), str(manifest)], cwd=ROOT, env=stub_env(tmp_path, n_gpus),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    overrides = shlex.split(manifest.read_text())
+    check, torchrun = launches(tmp_path)
+    # the layout is checked first, as each of the N processes will plan it
+    assert check == {"argv": ["-m", "astra_repro.training.launch", *overrides], "WORLD_SIZE": str(n_gpus)}
+    assert torchrun["argv"] == ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n_gpus}",
+                                "-m", "astra_repro.train", *overrides]
+    # what each of those processes plans: torchrun gives every one WORLD_SIZE = nproc_per_node
+    monkeypatch.setenv("WORLD_SIZE", str(n_gpus))
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        batch = plan_run(compose("config", overrides=overrides))["batch"]
+    assert batch["world_size"] == n_gpus
+    assert batch["per_device"] * batch["grad_accum"] * n_gpus == batch["global"] == PAPER_GLOBAL_BATCH[sweep_name]
+
+
+def test_no_gpu_count_means_one_process(tmp_path):
+    manifest = first_line_of("table9", tmp_path)
+    done = subprocess.run(["bash", str(SCRIPT), str(manifest)], cwd=ROOT, env=stub_env(tmp_path, None),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "--nproc_per_node=1" in launches(tmp_path)[-1]["argv"]
+
+
+def test_the_layout_is_printed_before_the_processes_start(tmp_path):
+    manifest = first_line_of("table1", tmp_path)
+    done = subprocess.run(["bash", str(SCRIPT), str(manifest)], cwd=ROOT, env=stub_env(tmp_path, 4, real_preflight=True),
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[astra_repro] global batch 128 = 32 per device x 1 accumulation x 4 process(es) (task.train.glue)" in done.stdout
+    assert len(launches(tmp_path)) == 2  # the check, then torchrun
+
+
+def test_a_gpu_count_that_does_not_divide_the_global_batch_is_a_one_line_error(tmp_path):
+    manifest = first_line_of("table9", tmp_path)
+    done = subprocess.run(["bash", str(SCRIPT), str(manifest)], cwd=ROOT, env=stub_env(tmp_path, 3, real_preflight=True),
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.splitlines() == [
+        "error: task.train.glue.global_batch_size=32 does not split over 3 processes (WORLD_SIZE); launch a process "
+        "count that divides it (torchrun --nproc_per_node=2 or 4) or set task.train.glue.global_batch_size to a "
+        "multiple of 3"]
+    assert [launch["argv"][1] for launch in launches(tmp_path)] == ["astra_repro.training.launch"]  # no torchrun
