@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from astra_repro.calibration import CalibrationSpec, collect_covariances
 from astra_repro.errors import ConfigError
-from astra_repro.methods.astra import OPTIONS, Astra
+from astra_repro.methods.astra import astra_options, OPTIONS, Astra
 from astra_repro.methods.base import METHODS, HyperParams, InitContext, lora_layers
 from astra_repro.models import load_model
 from astra_repro.paths import CONFIG_DIR
@@ -42,7 +42,7 @@ def astra_init(tiny_model_cfg, **kwargs):
 def reference_covariances(tiny_model_cfg, ctx):
     """Covariances of a fresh copy of the original model (cached from the init's own pass)."""
     model, tokenizer = load_model(tiny_model_cfg)
-    spec = CalibrationSpec.from_config(ctx.calibration, ctx.options, where="output")
+    spec = CalibrationSpec.from_config(ctx.calibration, astra_options(ctx.options), where="output")
     return collect_covariances(model, tokenizer, ctx.train_records, spec, ctx.hp.target_modules, ctx.cache_identity)
 
 
@@ -179,7 +179,7 @@ def test_paper_math_variant(tiny_model_cfg):
     peft_model, ctx = astra_init(tiny_model_cfg, yaml="astra_paper_math")
     torch.testing.assert_close(logits(peft_model, INPUT_IDS), logits(original, INPUT_IDS), rtol=0, atol=1e-5)
     calibration = ctx.report["astra"]["calibration"]
-    assert (calibration["center"], calibration["include_padding"], calibration["accumulate_dtype"]) == (True, False, "float32")
+    assert (calibration["center"], calibration["include_padding"], calibration["accumulate_dtype"]) == (True, False, "float64")  # auto: the small end in float64 (D13)
     assert ctx.report["astra"]["subspace"] == "smallest" and ctx.report["astra"]["selection_label"] == "Tail"
     assert ctx.report["astra_selected_percentiles"]["q_proj"]["percentile_low"] == 0.0
 

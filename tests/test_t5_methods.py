@@ -15,6 +15,7 @@ import torch
 from omegaconf import OmegaConf
 from test_baselines import reference_corda, subspace_distance
 
+from astra_repro.methods.astra import astra_options
 from astra_repro.calibration import CalibrationSpec, collect_covariances
 from astra_repro.calibration.data import build_samples, iterate_model_batches
 from astra_repro.errors import ConfigError
@@ -243,7 +244,7 @@ def check_loraga(layers, before, original, ctx, **_):
 
 def check_astra(largest: bool):
     def check(layers, before, original, ctx, tokenizer):
-        spec = CalibrationSpec.from_config(ctx.calibration, ctx.options, where="output")
+        spec = CalibrationSpec.from_config(ctx.calibration, astra_options(ctx.options), where="output")
         covariances = collect_covariances(original, tokenizer, RECORDS, spec, TARGETS, ctx.cache_identity)
         for name, layer in layers.items():
             C = covariances[name].double()

@@ -84,6 +84,7 @@ class ModuleParity:
     smallest_ratio: float  # λ_min of the selection / λ_max: how deep into the spectrum it reaches
     wt_b_rel: float  # ‖Wᵀ B‖_F / (‖W‖_2 · sqrt(r)): 0 for directions the layer can never output
     reference_rounding_columns: int  # selected eigenvalues of the straightforward C at or below its rounding level
+    released_arithmetic: bool = False  # the framework recomputed it with the released code's sums (edge gap ≤ τ)
 
 
 def principal_cosines(B1: torch.Tensor, B2: torch.Tensor) -> torch.Tensor:
@@ -217,6 +218,9 @@ def check(load: Callable[[], tuple[torch.nn.Module, Any]], records: Sequence[dic
             rows.append(compare_module(plain, C, weights[plain], layer.lora_B["default"].weight.detach(),
                                        layer.get_base_layer().weight.detach(), columns, scaling,
                                        method.selections[name], n_rows, eigen_of(plain)))
+        flagged = set(ctx.report["astra"]["released_arithmetic_layers"])
+        for row in rows:
+            row.released_arithmetic = row.name in flagged
         results[algorithm] = rows
         del model, peft_model
     return results
@@ -298,6 +302,8 @@ def main(argv: list[str] | None = None) -> None:
                       f"{row['null_columns']:>5} {row['rounding_columns']:>6} {row['max_energy_ratio']:>13.6g} "
                       f"{row['max_energy_excess_rel']:>12.3g}  "
                       f"{row['worst_module']}")
+        released = [r.name for r in rows if r.released_arithmetic]
+        print(f"recomputed with the released arithmetic ({len(released)} modules): {', '.join(released) or 'none'}")
         within = [name for row in summary.values() for name in row["gap_within_rounding"]]
         print(f"edge gap within rounding ({len(within)} modules): {', '.join(within) or 'none'}")
         out["algorithms"][algorithm] = {"summary": summary, "modules": [asdict(r) for r in rows]}

@@ -112,6 +112,15 @@ def run_cost(timings: dict, init_report: dict, train_stats: dict) -> dict:
         "peak_memory_gb": round(peak_gb, 3),
         "tokens_trained": train_stats.get("tokens_trained"),
         "init_s": init_report.get("init_seconds"),
-        "calibration_s": (init_report.get("calibration") or {}).get("calibration_s"),
+        "calibration_s": calibration_seconds(init_report),
         "resumed": bool(train_stats.get("resumed_from")),
     }
+
+
+def calibration_seconds(init_report: dict) -> float | None:
+    """Calibration time of an init: its pass, plus the released-arithmetic pass Astra runs over layers whose
+    selection's eigen-gap is within rounding (docs/astra_fidelity.md D13)."""
+    parts = [(init_report.get(key) or {}).get("calibration_s")
+             for key in ("calibration", "calibration_released_arithmetic")]
+    parts = [p for p in parts if p is not None]
+    return round(sum(parts), 3) if parts else None

@@ -17,6 +17,7 @@ import warnings
 import zlib
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -129,6 +130,7 @@ class Astra(Method):
         statistics = collect_statistics(
             model, ctx.tokenizer, ctx.train_records, spec, ctx.hp.target_modules, ctx.cache_identity, ctx.report
         )
+        released = self._released_arithmetic_where_needed(model, ctx, spec, statistics, opts)
         peft_model = get_peft_model(model, self.lora_config(ctx, model))
         layers = lora_layers(peft_model)
         scalings = sorted({float(layer.scaling["default"]) for layer in layers.values()})
@@ -174,10 +176,41 @@ class Astra(Method):
                 opts["subspace"], spec.accumulate_dtype, ", ".join(f"{t} ({n} columns)" for t, n in uncertain.items()),
                 "" if spec.accumulate_dtype == "float64" else "; method.accumulate_dtype=float64 resolves more of them",
             )
-        ctx.report["astra"] = {**opts, "selection_label": self.selection_label(opts), "calibration": spec.as_dict()}
+        ctx.report["astra"] = {**opts, "selection_label": self.selection_label(opts), "calibration": spec.as_dict(),
+                               "released_arithmetic_layers": released}
         ctx.report["astra_selected_percentiles"] = summary
         ctx.report["astra_directions"] = direction_shares(summary)
         return peft_model
+
+    @torch.no_grad()
+    def _released_arithmetic_where_needed(self, model: torch.nn.Module, ctx: InitContext, spec: CalibrationSpec,
+                                          statistics: dict[str, LayerStatistics], opts: dict) -> list[str]:
+        """Layers whose statistics the fast path kept on the input side (W M Wᵀ: gate/up) and whose eigen-gap at
+        the selection's edge lies within rounding: there two fp32 summation orders select different subspaces, so
+        only the released code's own arithmetic (per-sample output sums, `calibration.algorithm=direct`) reproduces
+        its selection. They get those statistics from a second calibration pass over them alone (docs D13).
+        Returns their names (the run record lists them)."""
+        modules = dict(model.named_modules())
+        rank = ctx.hp.rank
+        flagged = []
+        for name, stats in statistics.items():
+            if stats.kind != "output_via_input":
+                continue
+            layer = modules[name]
+            decomposition = spectrum(stats, layer.weight, has_bias=layer.bias is not None)
+            columns = select_columns(opts["subspace"], layer.out_features, rank, opts["window_start"],
+                                     ctx.seed + zlib.crc32(name.encode()))
+            if edge_gap(decomposition.eigvals, columns, decomposition.n_structural) <= decomposition.rounding_level:
+                flagged.append(name)
+        if flagged:
+            log.info("astra: %d layer(s) have their selection's eigen-gap within fp32 rounding (%s): recomputing their "
+                     "statistics with the released code's arithmetic", len(flagged), ", ".join(flagged))
+            report: dict = {}
+            direct = collect_statistics(model, ctx.tokenizer, ctx.train_records, replace(spec, algorithm="direct"),
+                                        flagged, ctx.cache_identity, report)
+            statistics.update(direct)
+            ctx.report["calibration_released_arithmetic"] = report.get("calibration")
+        return flagged
 
     @torch.no_grad()
     def _init_layer(self, name: str, layer: torch.nn.Module, stats: LayerStatistics, opts: dict, seed: int,
@@ -215,6 +248,20 @@ class Astra(Method):
             "eigval_high": float(selected.max()),
             "energy_fraction": float(selected.clamp_min(0).sum() / total) if total > 0 else 0.0,
         }
+
+
+def edge_gap(eigvals: torch.Tensor, columns: torch.Tensor, n_structural: int) -> float:
+    """The smallest distance between a selected and an unselected eigenvalue beyond the structural null space (whose
+    eigenvalues are zero by construction and have no eigenvectors to reproduce); inf when either side is empty."""
+    index = torch.arange(eigvals.numel())
+    chosen = torch.zeros(eigvals.numel(), dtype=torch.bool)
+    chosen[columns.cpu()] = True
+    beyond = index >= n_structural
+    values = eigvals.detach().double().cpu()
+    selected, others = values[chosen & beyond], values[~chosen & beyond]
+    if selected.numel() == 0 or others.numel() == 0:
+        return float("inf")
+    return float((selected[:, None] - others[None, :]).abs().min())
 
 
 def summarize_selection(selections: dict[str, dict]) -> dict[str, dict]:
