@@ -26,7 +26,7 @@ from astra_repro.runs import canonical_json
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2  # 2: per-layer LayerStatistics blobs (kind, matrix, counts). Bump when the statistics code changes what it computes
+CACHE_FORMAT = 3  # 3: directly-kept layers summed per sample in the released order (D13); float64 kept. Bump when the statistics code changes what it computes
 
 
 def calibration_key_payload(
