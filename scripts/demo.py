@@ -80,15 +80,21 @@ def compare(record: dict, other: dict) -> str:
 
 
 def directions(record: dict) -> str:
-    """How many adapted directions the data determine vs a convention (Astra rows; from the run record)."""
-    shares = (record.get("init") or {}).get("astra_directions")
+    """How many adapted directions the data determine vs a convention, the latter per layer type (Astra rows; from
+    the run record)."""
+    init = record.get("init") or {}
+    shares, by_type = init.get("astra_directions"), init.get("astra_selected_percentiles") or {}
     if not shares:
         return ""
+
+    def per_type(key: str) -> str:
+        return ", ".join(f"{t.removesuffix('_proj')} {row[key]}" for t, row in by_type.items() if row.get(key))
+
     text = f"{shares['data']}/{shares['columns']} from data"
     if shares["structural_null"]:
-        text += f", {shares['structural_null']} structural null (fixed basis)"
+        text += f"; {shares['structural_null']} structural null, fixed basis ({per_type('null_columns')})"
     if shares["rounding_level"]:
-        text += f", {shares['rounding_level']} at rounding level"
+        text += f"; {shares['rounding_level']} at rounding level ({per_type('rounding_columns')})"
     return text
 
 
