@@ -343,3 +343,12 @@ def test_glue_runs_at_a_batch_neither_table_selects_are_named(tmp_path):
     assert row(table1, "lora", "8")[table1.columns.index("SST-2")] == "85.00 [1]"
     assert "1 run(s) at global batch 512 are in neither table1 (128) / table9 (32): the per-task tables show them." \
         in table1.notes
+
+
+def test_runs_at_different_learning_rates_are_separate_groups():
+    from astra_repro.report.paper_tables import group_records
+
+    records = [{"method": "astra", "method_label": "astra (Top)", "rank": 16, "learning_rate": lr, "seed": 42}
+               for lr in (2e-4, 1e-3)] + [{"method": "lora", "rank": 16, "learning_rate": 1e-3, "seed": s} for s in (1, 2)]
+    groups = {g.label: len(g.records) for g in group_records(records)}
+    assert groups == {"astra (Top) @0.0002": 1, "astra (Top) @0.001": 1, "lora": 2}

@@ -210,3 +210,23 @@ def test_per_task_tables_mark_scores_off_the_papers_protocol(tmp_path):
     table2 = (tmp_path / "tables" / "table2_llama2_7b.md").read_text()
     astra = next(line for line in table2.splitlines() if line.startswith("| astra |"))
     assert "| 25.00 [1] §¶ | 25.00 | n/c |" in astra and "| 38.00 [1] ¶ | 38.40 | n/c |" in astra
+
+
+def test_runs_at_different_learning_rates_are_different_rows_not_seeds():
+    import pandas as pd
+
+    from astra_repro.tables import summarize
+
+    frame = pd.DataFrame([
+        {"task": "math", "model": "m", "method": "astra (Top)", "method_key": "astra", "rank": 16, "seed": 42,
+         "n_trainable_params": 1, "train_data": "synthetic", "batch": 4, "lr": lr, "gsm8k.accuracy": acc,
+         "gsm8k.data": "synthetic", "gsm8k.protocol": ""}
+        for lr, acc in ((2e-4, 6.0), (1e-3, 20.0))
+    ] + [{"task": "math", "model": "m", "method": "lora", "method_key": "lora", "rank": 16, "seed": s,
+          "n_trainable_params": 1, "train_data": "synthetic", "batch": 4, "lr": 1e-3, "gsm8k.accuracy": 20.0,
+          "gsm8k.data": "synthetic", "gsm8k.protocol": ""} for s in (1, 2)])
+    summary, _ = summarize(frame)
+    rows = {row["method"]: row for row in summary.to_dict("records")}
+    assert set(rows) == {"astra (Top) @0.0002", "astra (Top) @0.001", "lora"}
+    assert rows["astra (Top) @0.001"]["seeds"] == 1 and rows["astra (Top) @0.001"]["gsm8k.accuracy"] == "20.00"
+    assert rows["lora"]["seeds"] == 2  # one rate: seeds of one row, no @

@@ -48,6 +48,7 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
             "task": table_task(r), "model": r["model"], "method": r.get("method_label", r["method"]), "method_key": r["method"],
             "rank": r.get("rank", 0), "seed": r["seed"], "n_trainable_params": r.get("n_trainable_params"),
             "train_data": r.get("data", {}).get("data_source", "?"), "batch": r.get("global_batch_size"),
+            "lr": r.get("learning_rate"),
         }
         for evaluator, values in r.get("metrics", {}).items():
             for metric, value in values.items():
@@ -75,11 +76,24 @@ def fmt_params(n) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{int(n):,}"
 
 
+def label_learning_rates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Runs of one method and rank at different learning rates are different rows, never seeds of one row: their
+    method names get `@<lr>` (the demo runs Astra's theorem selection at two rates)."""
+    if "lr" not in frame or frame.empty:
+        return frame
+    rates = frame.groupby(["method", "rank"])["lr"].transform(lambda values: values.nunique(dropna=True))
+    frame = frame.copy()
+    several = (rates > 1) & frame["lr"].notna()
+    frame.loc[several, "method"] = [f"{m} @{lr:g}" for m, lr in zip(frame.loc[several, "method"], frame.loc[several, "lr"])]
+    return frame
+
+
 def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """One row per (method, rank): mean ± std of every metric over seeds."""
     # Only this group's evaluators: the frame holds every task's columns, NaN where a record lacks them.
     metric_cols = [c for c in frame.columns if "." in c and not c.endswith((".data", ".protocol")) and frame[c].notna().any()]
     evaluators = sorted({c.split(".")[0] for c in metric_cols})
+    frame = label_learning_rates(frame)
     out_rows = []
     for (method, rank), group in frame.groupby(["method", "rank"], sort=False):
         row = {"method": method, "method_key": group["method_key"].iloc[0], "rank": int(rank) if rank else "full",

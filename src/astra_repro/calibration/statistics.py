@@ -471,6 +471,11 @@ class Spectrum:
         selected = self.eigvals.cpu()[columns[columns >= self.n_structural]]
         return int((selected <= self.rounding_level).sum())
 
+    def range_basis(self) -> torch.Tensor:
+        """An orthonormal basis of the range (what the null-space basis is the complement of; which basis does
+        not matter)."""
+        return self.range_vectors()
+
     def range_vectors(self, indices: torch.Tensor | None = None) -> torch.Tensor:
         """Eigenvectors of the non-null eigenvalues (all, or those at `indices` into eigvals[n_null:])."""
         return self._range_vectors if indices is None else self._range_vectors[:, indices.to(self._range_vectors.device)]
@@ -483,7 +488,7 @@ class Spectrum:
         if in_range.any():
             parts[:, in_range.to(parts.device)] = self.range_vectors(columns[in_range] - self.n_null)
         if (~in_range).any():
-            basis = null_space_basis(self.range_vectors(), int(columns[~in_range].max()) + 1)
+            basis = null_space_basis(self.range_basis(), int(columns[~in_range].max()) + 1)
             parts[:, (~in_range).to(parts.device)] = basis[:, columns[~in_range].to(parts.device)]
         return parts
 
@@ -515,6 +520,14 @@ class InputSideSpectrum(Spectrum):
         eigvals = torch.cat([torch.zeros(n_null, dtype=s2.dtype, device=s2.device), s2])
         super().__init__(eigvals, n_null, rounding_level=level, n_structural=n_structural)
         self._K, self._V, self._s2 = K, V, s2
+
+    def range_basis(self) -> torch.Tensor:
+        """K's thin-QR factor Q_K when K has full column rank (its columns span the range): no eigh needed when
+        only null-space columns are asked for (`smallest` on gate/up)."""
+        if self._range_vectors is None and self.keep == self._K.shape[1]:
+            Q_K, _ = torch.linalg.qr(self._K)
+            return Q_K
+        return self.range_vectors()
 
     def range_vectors(self, indices: torch.Tensor | None = None) -> torch.Tensor:
         if indices is not None and self._range_vectors is None:

@@ -149,9 +149,20 @@ def delta_text(delta: float | None, departures: dict) -> str:
 
 
 def group_records(records: list[dict]) -> list[Group]:
+    """One group per method label and rank (its seeds); runs of one label and rank at different learning rates are
+    groups of their own, labelled `@<lr>`, never pooled as seeds."""
+    def base_key(r: dict) -> tuple:
+        return r.get("method_label", r["method"]), r["method"], int(r.get("rank") or 0)
+
+    rates: dict[tuple, set] = {}
+    for r in records:
+        rates.setdefault(base_key(r), set()).add(r.get("learning_rate"))
     groups: dict[tuple, Group] = {}
     for r in records:
-        key = (r.get("method_label", r["method"]), r["method"], int(r.get("rank") or 0))
+        label, method, rank = base_key(r)
+        if len(rates[(label, method, rank)]) > 1 and r.get("learning_rate") is not None:
+            label = f"{label} @{r['learning_rate']:g}"
+        key = (label, method, rank)
         groups.setdefault(key, Group(*key, records=[])).records.append(r)
     return list(groups.values())
 
