@@ -502,3 +502,6 @@ def test_a_selection_edge_within_rounding_gets_the_released_arithmetic(load, mon
         assert torch.equal(fast[name][0], direct[name][0]) and torch.equal(fast[name][1], direct[name][1]), name
     unflagged = "model.layers.0.self_attn.q_proj"
     assert torch.equal(fast[unflagged][0], plain[unflagged][0])
+    never, never_ctx = init_with(load, "fast", released_arithmetic="never")  # the opt-out: input-side statistics kept
+    assert never_ctx.report["astra"]["released_arithmetic_layers"] == []
+    assert torch.equal(never[flagged[0]][0], plain[flagged[0]][0])

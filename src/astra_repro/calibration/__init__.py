@@ -189,8 +189,8 @@ def _collect_or_load(model, tokenizer, samples, spec, layers, key, payload, mete
 
 def run_calibration_pass(model, recorder: ActivationRecorder, samples, spec: CalibrationSpec, tokenizer, start_id) -> None:
     """One forward pass over every sample with the recorder's hooks on, in eval mode, with a progress bar
-    (samples/s and ETA). Under the fast algorithm the pass stops after the last target layer once the first batch
-    has shown that every target runs exactly once per forward (the LM head's logits are never needed)."""
+    (samples/s and ETA). The pass stops after the last target layer once the first batch has shown that every
+    target runs exactly once per forward (the LM head's logits are never needed)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -207,7 +207,7 @@ def run_calibration_pass(model, recorder: ActivationRecorder, samples, spec: Cal
                     model(**{k: None if v is None else v.to(device) for k, v in inputs.items()}, use_cache=False)
                 except StopForward:
                     pass
-                if index == 0 and spec.algorithm == "fast":
+                if index == 0:  # the cut changes no statistic, on either algorithm
                     order = recorder.call_order
                     if len(order) == len(set(order)) == len(recorder.accumulators):
                         recorder.stop_after = order[-1]

@@ -43,6 +43,10 @@ OPTIONS: dict[str, tuple[Any, tuple | None]] = {
     # D13: only eigenvalues zero by the rank bound get the fixed basis (structural); "rounding" also gives it to
     # eigenvalues at rounding level (a reproducible convention instead of eigh's own vectors there).
     "null_space": ("structural", ("structural", "rounding")),
+    # D13: where the fast path's input-side statistics (gate/up) leave a selection's eigen-gap within fp32 rounding,
+    # recompute those layers with the released code's sums (where_needed: bit-for-bit parity) or not (never: faster,
+    # the selection there is then rounding's, not the released code's).
+    "released_arithmetic": ("where_needed", ("where_needed", "never")),
     "center": (None, None),
     "normalize": (None, None),
     "include_padding": (None, None),
@@ -190,6 +194,8 @@ class Astra(Method):
         only the released code's own arithmetic (per-sample output sums, `calibration.algorithm=direct`) reproduces
         its selection. They get those statistics from a second calibration pass over them alone (docs D13).
         Returns their names (the run record lists them)."""
+        if opts["released_arithmetic"] == "never":
+            return []
         modules = dict(model.named_modules())
         rank = ctx.hp.rank
         flagged = []
