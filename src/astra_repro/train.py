@@ -537,6 +537,18 @@ def hydra_entry(cfg: DictConfig) -> None:
         from astra_repro.cli import exit_with
 
         exit_with(err)
+    finally:
+        close_process_group()
+
+
+def close_process_group() -> None:
+    """Tear the process group down before the interpreter does: a gloo group left to interpreter shutdown can
+    abort a rank at exit ("terminate called without an active exception", seen once in the DDP test)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        try:
+            torch.distributed.destroy_process_group()
+        except Exception as err:  # never mask the run's own outcome
+            log.warning("could not tear the process group down: %s", err)
 
 
 def main() -> None:
