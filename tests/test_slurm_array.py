@@ -211,7 +211,10 @@ def test_time_limit_signal_requeues_and_the_requeued_task_resumes(tmp_path):
     assert not (folder / runs.METRICS_FILE).exists(), "training was not stopped: the run finished"
     with runs.FolderLock(folder, "run folder"):  # free: raises if a process still has the run open
         pass
-    interrupted_at = max(int(p.name.split("-")[1]) for p in (folder / "checkpoints").glob("checkpoint-*"))
+    # the newest COMPLETE checkpoint (trainer_state.json is written last): the signal may land while the next one
+    # is being saved, and the requeued task must then resume from the one before (and remove the cut one)
+    interrupted_at = max(int(p.parent.name.split("-")[1])
+                         for p in (folder / "checkpoints").glob("checkpoint-*/trainer_state.json"))
     assert 2 <= interrupted_at < 8
 
     rc, out = run_task(manifest, tmp_path, 0)  # the requeued task: same index, same environment
