@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import sys
-import zlib
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -165,7 +164,7 @@ def check(load: Callable[[], tuple[torch.nn.Module, Any]], records: Sequence[dic
     from astra_repro.calibration import CalibrationSpec
     from astra_repro.calibration.data import build_samples
     from astra_repro.calibration.statistics import find_target_linears
-    from astra_repro.methods.astra import Astra, astra_options, select_columns
+    from astra_repro.methods.astra import Astra, astra_options, layer_columns
     from astra_repro.methods.base import HyperParams, InitContext, lora_layers
     from astra_repro.paths import CONFIG_DIR
 
@@ -181,8 +180,8 @@ def check(load: Callable[[], tuple[torch.nn.Module, Any]], records: Sequence[dic
     samples = build_samples(tokenizer, records, spec)
     n_rows = sum(len(ids) for ids in samples.input_ids)
     weights = {n: m.weight.detach().clone() for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
-    columns_of = {name: select_columns(opts["subspace"], layer.out_features, rank, opts["window_start"],
-                                       zlib.crc32(name.encode()))  # InitContext.seed below is 0
+    seed = 0  # the InitContext seed below
+    columns_of = {name: layer_columns(opts, name, layer.out_features, rank, seed)
                   for name, layer in find_target_linears(model, targets).items()}
     # A selection inside the structural null space needs no covariance (compare_module): skip the d_out² sums
     in_null = {name for name, columns in columns_of.items()
@@ -204,7 +203,7 @@ def check(load: Callable[[], tuple[torch.nn.Module, Any]], records: Sequence[dic
         model, tokenizer = load()
         ctx = InitContext(
             hp=HyperParams(rank=rank, alpha=alpha, dropout=0.0, target_modules=list(targets), learning_rate=0.0),
-            options=method_options, tokenizer=tokenizer, seed=0, train_records=records,
+            options=method_options, tokenizer=tokenizer, seed=seed, train_records=records,
             calibration=OmegaConf.create({**calibration, "algorithm": algorithm}),
             cache_identity={**(cache_identity or {}), "algorithm": algorithm},
         )

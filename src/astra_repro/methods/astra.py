@@ -112,6 +112,12 @@ def select_columns(subspace: str, dim: int, rank: int, window_start: Any = "d/2"
     raise ConfigError(f"unknown astra subspace '{subspace}'; valid: largest, smallest, window, random")
 
 
+def layer_columns(opts: Mapping, name: str, dim: int, rank: int, seed: int) -> torch.Tensor:
+    """The columns the options select for one layer. A per-layer seed (stable across processes, unlike hash()) so
+    "random" draws different columns per layer."""
+    return select_columns(opts["subspace"], dim, rank, opts["window_start"], seed + zlib.crc32(name.encode()))
+
+
 @register_method
 class Astra(Method):
     name = "astra"
@@ -204,8 +210,7 @@ class Astra(Method):
                 continue
             layer = modules[name]
             decomposition = spectrum(stats, layer.weight, has_bias=layer.bias is not None)
-            columns = select_columns(opts["subspace"], layer.out_features, rank, opts["window_start"],
-                                     ctx.seed + zlib.crc32(name.encode()))
+            columns = layer_columns(opts, name, layer.out_features, rank, ctx.seed)
             if edge_gap(decomposition.eigvals, columns, decomposition.n_structural) <= decomposition.rounding_level:
                 flagged.append(name)
         if flagged:
@@ -227,8 +232,7 @@ class Astra(Method):
         side = weight.shape[1] if stats.kind == "output_via_input" else dim
         if stats.matrix.shape != (side, side):
             raise RuntimeError(f"statistics of {name} are {tuple(stats.matrix.shape)}, expected ({side}, {side})")
-        # A per-layer seed (stable across processes, unlike hash()) so "random" draws different columns per layer.
-        columns = select_columns(opts["subspace"], dim, rank, opts["window_start"], seed + zlib.crc32(name.encode()))
+        columns = layer_columns(opts, name, dim, rank, seed)
         with eigen:
             # Eigenpairs of the output covariance, ascending; its null space gets a fixed basis (D13).
             decomposition = spectrum(stats, weight, has_bias=base.bias is not None, null_space=opts["null_space"])
