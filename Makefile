@@ -3,6 +3,8 @@
 # make tables  regenerate results/tables (next to the paper's numbers) and results/figures from run records
 # make report  one self-contained HTML page (tables, figures, cost, fidelity options): results/report.html
 # make bench   timing / memory figures for docs/benchmarks.md
+# make bench-load  a training step and a scoring batch, idle and beside one busy process, per CPU thread setting
+#                  (scripts/bench_load.py, ~5 min; --quick < 1 min): does a run collapse on a shared CPU?
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Nothing here may wait on a hub: the real loading code stays, offline mode makes it fail fast.
@@ -10,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test tables report bench clean-runs methods
+.PHONY: install demo test tables report bench bench-load clean-runs methods
 
 install: $(VENV)/.installed
 
@@ -35,6 +37,9 @@ methods: install
 bench: install
 	$(PY) scripts/bench_calibration.py --compare
 	$(PY) scripts/bench.py
+
+bench-load: install
+	$(PY) scripts/bench_load.py
 
 clean-runs:
 	rm -rf results/runs/* results/tables/*.md results/tables/*.csv results/tables/*.tex results/report.html

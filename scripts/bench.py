@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from astra_repro import threads  # first, before torch loads: the thread policy (astra_repro/threads.py)
 import torch
 from omegaconf import OmegaConf
 
@@ -140,6 +141,7 @@ def main(argv=None) -> None:
     parser.add_argument("--layers", type=int, default=None, help="keep only this many decoder layers (init cost is per layer)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    runtime = threads.apply_runtime()
     dtype = getattr(torch, args.dtype)
     tokenizer = tiny_tokenizer()  # ids only matter for timing; a character tokenizer gives long, real-text sequences
     records = [normalize_math_training_record(p) for p in synthetic_math.generate("train", 512, seed=0)]
@@ -148,7 +150,7 @@ def main(argv=None) -> None:
     env = {"shape": args.shape, "layers": args.layers or SHAPES[args.shape][2], "rank": args.rank, "dtype": args.dtype, "device": args.device,
            "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine(),
            "threads": torch.get_num_threads(), "n_samples": args.n_samples, "seq_len": args.seq_len,
-           "batch": args.batch, "torch": torch.__version__}
+           "batch": args.batch, "torch": torch.__version__, "runtime": runtime}
     print(json.dumps(env), flush=True)
     rows = []
     for name in args.methods:

@@ -36,6 +36,7 @@ import threading
 import time
 from pathlib import Path
 
+from astra_repro import threads  # first, before torch loads: the thread policy (astra_repro/threads.py)
 import torch
 from omegaconf import OmegaConf
 
@@ -208,12 +209,14 @@ def child(args) -> None:
 def main(argv=None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    runtime = threads.apply_runtime()
     if args.child:
         child(args)
         return
     env = {"model": args.model, "device": args.device, "dtype": args.dtype, "threads": torch.get_num_threads(),
            "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-           "n_samples": args.n_samples, "seq_len": args.seq_len, "rank": args.rank, "calib_batch": args.calib_batch}
+           "n_samples": args.n_samples, "seq_len": args.seq_len, "rank": args.rank, "calib_batch": args.calib_batch,
+           "runtime": runtime}
     if args.device.startswith("cuda"):
         env["device_name"] = torch.cuda.get_device_name()
     print(json.dumps(env), flush=True)

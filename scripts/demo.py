@@ -32,6 +32,7 @@ import logging
 import sys
 import time
 
+from astra_repro import threads  # noqa: F401  first, before torch loads: the thread policy (astra_repro/threads.py)
 from hydra import compose, initialize_config_dir
 
 from astra_repro import runs

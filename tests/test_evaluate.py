@@ -27,6 +27,7 @@ def test_base_model_is_scored_into_a_record_and_not_redone(capsys):
     assert record["method"] == "base" and record["evaluated_by"] == "astra_repro.evaluate"
     assert set(record["metrics"]) == {"gsm8k"} and record["eval_data"]["gsm8k"]["n_eval"] == 4
     assert record["eval_data"]["gsm8k"]["backend"] == "hf" and record["eval_data"]["gsm8k"]["seconds"] > 0
+    assert record["runtime"]["threads"] >= 1 and record["runtime"]["source"]["threads"].startswith(("auto", "environment"))
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 4
     mtime = (out / runs.METRICS_FILE).stat().st_mtime_ns
     assert evaluate(["base", *TINY_EVAL, "evaluators=[gsm8k]"]) == out

@@ -16,9 +16,12 @@ def read_log(run_dir):
 
 
 def test_full_run_writes_a_complete_record_and_skips_when_done(capsys):
-    run_dir = run(tiny_cfg("method=lora"))
+    run_dir = run(tiny_cfg("method=lora", "runtime.threads=1"))  # not part of the run's identity
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["method"] == "lora" and record["rank"] == 16 and record["seed"] == 42
+    # the CPU thread settings it ran with (astra_repro/threads.py), applied at run start
+    assert record["runtime"]["threads"] == 1 and record["runtime"]["source"]["threads"] == "config runtime.threads"
+    assert record["runtime"]["affinity_cpus"] == len(os.sched_getaffinity(0)) and record["runtime"]["omp_wait_policy"]
     assert record["data"]["data_source"] == "synthetic"
     assert record["eval_data"]["gsm8k"]["data_source"] == "synthetic"
     assert set(record["metrics"]["gsm8k"]) == {"accuracy", "accuracy_flexible", "accuracy_math_verify"}

@@ -5,3 +5,9 @@ config -> data -> calibration -> methods (init) -> training -> export -> evaluat
 """
 
 __version__ = "0.1.0"
+
+# First, before any module of the package imports torch: OMP_WAIT_POLICY=PASSIVE (unless the environment sets it),
+# read once when torch loads libgomp. `python -m astra_repro.<entry>` imports this package before the entry module.
+from astra_repro import threads as _threads  # noqa: E402
+
+_threads.configure_environment()

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from astra_repro.errors import ConfigError
+from astra_repro.threads import WAIT_POLICIES
 
 BACKENDS = ("auto", "hf", "vllm")
 BF16 = ("auto", True, False)
@@ -115,11 +116,21 @@ def check_shared_keys(cfg: DictConfig) -> None:
     integer(cfg, "seed", minimum=0)
     boolean(cfg, "force")
     choice(cfg, "eval.backend", BACKENDS)
+    check_runtime(cfg)
     evaluators = _get(cfg, "evaluators")
     if evaluators is not None and not isinstance(evaluators, str) and not (
         isinstance(evaluators, (list, ListConfig)) and all(isinstance(e, str) for e in evaluators)
     ):
         raise ConfigError(f"evaluators={evaluators!r} is not a name or a list of names; e.g. evaluators=[gsm8k]")
+
+
+def check_runtime(cfg: DictConfig) -> None:
+    """`runtime.threads` (auto or a count) and `runtime.omp_wait_policy` (astra_repro/threads.py)."""
+    if _get(cfg, "runtime") is None:  # a config without the block: the defaults apply
+        return
+    if _get(cfg, "runtime.threads") != "auto":
+        integer(cfg, "runtime.threads", minimum=1, example="runtime.threads=2 or runtime.threads=auto")
+    choice(cfg, "runtime.omp_wait_policy", WAIT_POLICIES)
 
 
 def check_evaluator_settings(cfg: DictConfig, recipe: str | None) -> None:

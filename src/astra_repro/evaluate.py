@@ -27,7 +27,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from astra_repro import runs
+from astra_repro import runs, threads
 from astra_repro.errors import ConfigError
 from astra_repro.evaluators import EvalTarget
 from astra_repro.paths import CONFIG_DIR, results_dir
@@ -203,6 +203,7 @@ def evaluate(argv: list[str]) -> Path:
     source, overrides = describe_target(target_arg, overrides)
     cfg = compose_config(overrides)
     check_eval_config(cfg, target_recipe(cfg, source))  # before a model is loaded or a folder written
+    threads.apply_runtime(cfg.get("runtime"))
     plan = evaluation_plan(cfg, source)
     target, fields = load_target(source, cfg)
     out = output_folder(plan, fields, cfg)
@@ -243,6 +244,7 @@ def score_into(out: Path, plan: dict, source: dict, cfg: DictConfig, target: Eva
         "evaluator_versions": versions,
         "metrics": metrics,
         "timings": {"eval_s": round(time.time() - t0, 2), "wall_s": round(time.time() - wall_start, 2)},
+        "runtime": threads.runtime_record(),
         "software": software_versions(),
     }
     runs.atomic_write_json(out / runs.METRICS_FILE, record)

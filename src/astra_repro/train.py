@@ -24,7 +24,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from astra_repro import runs
+from astra_repro import runs, threads
 from astra_repro.config_check import check_run_config
 from astra_repro.errors import ConfigError, FolderInUse
 from astra_repro.evaluators import EvalTarget, get_evaluator
@@ -235,6 +235,7 @@ def count_parameters(model) -> tuple[int, int]:
 
 def run(cfg: DictConfig) -> Path:
     check_run_config(cfg)
+    threads.apply_runtime(cfg.get("runtime"))  # torch's threads for this run; the wait policy was set at import
     wall_start = time.time()
     plan = plan_run(cfg)
     method = get_method(plan["method"]["name"])
@@ -345,6 +346,7 @@ def run_stages(cfg: DictConfig, plan: dict, method, run_dir: Path, wall_start: f
         "init": init_report,
         "timings": timings,
         "cost": run_cost(timings, init_report, train_stats),
+        "runtime": threads.runtime_record(),  # threads, affinity CPUs, OMP wait policy and where each came from
         "sweep": os.environ.get(SWEEP_ENV),  # set by `astra_repro.sweep --local` and slurm/array.sbatch
         "software": software_versions(),
     }
