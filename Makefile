@@ -3,6 +3,7 @@
 # make tables  regenerate results/tables (next to the paper's numbers) and results/figures from run records
 # make report  one self-contained HTML page (tables, figures, cost, fidelity options): results/report.html
 # make bench   timing / memory figures for docs/benchmarks.md
+# make gpu-check  the GPU figures of issue 20 in <= 8 min (scripts/gpu_check.py; tiny shapes on a CPU)
 # make bench-load  a training step and a scoring batch, idle and beside one busy process, per CPU thread setting
 #                  (scripts/bench_load.py, ~5 min; --quick < 1 min): does a run collapse on a shared CPU?
 VENV ?= .venv
@@ -12,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test tables report bench bench-load clean-runs methods
+.PHONY: install demo test tables report bench bench-load gpu-check clean-runs methods
 
 install: $(VENV)/.installed
 
@@ -43,3 +44,10 @@ bench-load: install
 
 clean-runs:
 	rm -rf results/runs/* results/tables/*.md results/tables/*.csv results/tables/*.tex results/report.html
+
+# The GPU figures of issue 20 (scripts/gpu_check.py: 7B-shape inits, training steps, GSM8K generation paths) on this
+# machine's GPU; without one, every stage with tiny shapes on the CPU. On the lent GPU machine (no network, no .venv)
+# run the script itself as scripts/gpu_wheels.sh says.
+gpu-check: install
+	@if $(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then \
+		$(PY) scripts/gpu_check.py; else echo "no GPU here: tiny shapes on the CPU"; $(PY) scripts/gpu_check.py --tiny; fi
