@@ -19,6 +19,7 @@ from astra_repro.errors import ConfigError
 from astra_repro.threads import WAIT_POLICIES
 
 BACKENDS = ("auto", "hf", "vllm")
+GENERATION_PATHS = ("regroup", "padded")  # evaluators/decoding.PATHS (not imported: no torch here)
 BF16 = ("auto", True, False)
 # What an evaluator block (task.evaluators.<name>) may set, per recipe or not; each evaluator reads only its own.
 # `n` null = every record, `workers` null = the default; the others must be set when present.
@@ -117,6 +118,7 @@ def check_shared_keys(cfg: DictConfig) -> None:
     boolean(cfg, "force")
     choice(cfg, "eval.backend", BACKENDS)
     check_runtime(cfg)
+    choice(cfg, "eval.generation", GENERATION_PATHS)
     evaluators = _get(cfg, "evaluators")
     if evaluators is not None and not isinstance(evaluators, str) and not (
         isinstance(evaluators, (list, ListConfig)) and all(isinstance(e, str) for e in evaluators)

@@ -137,11 +137,11 @@ def load_target(source: dict, cfg: DictConfig) -> tuple[EvalTarget, dict]:
     """The model to score and the record fields that say what it is."""
     from astra_repro.models import load_model, saved_model_folder
 
-    backend = cfg.eval.backend
+    settings = {"backend": cfg.eval.backend, "generation": cfg.eval.generation}
     if source["kind"] == "model_folder":
         folder = Path(source["path"])
         model, tokenizer = load_folder(folder, cfg.model.dtype)
-        return EvalTarget(model, tokenizer, str(folder), backend), {
+        return EvalTarget(model, tokenizer, str(folder), **settings), {
             "model": cfg.model.name, "method": "external", "method_label": folder.name, "rank": 0, "seed": 0,
         }
     if source["kind"] == "run":
@@ -156,13 +156,13 @@ def load_target(source: dict, cfg: DictConfig) -> tuple[EvalTarget, dict]:
         }
         if folder is not None:
             model, tokenizer = load_folder(folder, plan["model"]["dtype"])
-            return EvalTarget(model, tokenizer, str(folder), backend), fields
+            return EvalTarget(model, tokenizer, str(folder), **settings), fields
         model_cfg = OmegaConf.create(plan["model"])
     else:
         model_cfg = cfg.model
         fields = {"model": cfg.model.name, "method": "base", "method_label": "base", "rank": 0, "seed": 0}
     model, tokenizer = load_model(model_cfg)
-    return EvalTarget(model, tokenizer, saved_model_folder(model_cfg), backend), fields
+    return EvalTarget(model, tokenizer, saved_model_folder(model_cfg), **settings), fields
 
 
 def target_recipe(cfg: DictConfig, source: dict) -> str:

@@ -314,7 +314,8 @@ def run_stages(cfg: DictConfig, plan: dict, method, run_dir: Path, wall_start: f
     metrics, eval_info, versions = {}, {}, {}
     if not cfg.skip_eval:
         t0 = time.time()
-        target = EvalTarget(model, tokenizer, path=saved_model_path(method, run_dir, cfg.model), backend=cfg.eval.backend)
+        target = EvalTarget(model, tokenizer, path=saved_model_path(method, run_dir, cfg.model), backend=cfg.eval.backend,
+                            generation=cfg.eval.generation)
         metrics, eval_info, versions = evaluate_stage(plan, target, run_dir)
         timings["eval_s"] = round(time.time() - t0, 2)
     timings["wall_s"] = round(time.time() - wall_start, 2)

@@ -35,6 +35,7 @@ class EvalTarget:
     tokenizer: Any
     path: str | None = None
     backend: str = "auto"  # auto | hf | vllm (see evaluators/generation.py)
+    generation: str = "regroup"  # the hf backend's batching: regroup | padded (see evaluators/decoding.py)
 
 
 class Evaluator(ABC):

@@ -1,7 +1,9 @@
 """Greedy generation behind one call, two backends:
 
-* ``hf``   - batched HF ``generate`` with left padding, the KV cache and stop strings, on the in-memory model
-             (the HF equivalent of the reference vLLM call with temperature 0); CPU or GPU.
+* ``hf``   - greedy decoding with the KV cache and stop strings on the in-memory model (the HF equivalent of the
+             reference vLLM call with temperature 0); CPU or GPU. `eval.generation` picks how rows are batched:
+             ``regroup`` (default; finished rows leave, new prompts join) or ``padded`` (HF ``generate`` on fixed
+             left-padded batches), see evaluators/decoding.py.
 * ``vllm`` - what the authors ran (``LLM(model, dtype="float16")``, ``SamplingParams(temperature=0, top_p=1,
              max_tokens, stop)``) on the model folder (a run's ``export/merged``); needs vLLM and a GPU.
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import time
 from typing import Any, Sequence
 
 import torch
@@ -20,9 +23,11 @@ from tqdm.auto import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from astra_repro.errors import ConfigError
+from astra_repro.evaluators import decoding
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "hf", "vllm")
+GENERATION_PATHS = decoding.PATHS
 
 
 class StopOnSubstrings(StoppingCriteria):
@@ -55,7 +60,6 @@ def truncate_at_stop(text: str, stop_strings: Sequence[str]) -> str:
     return text[:cut]
 
 
-@torch.no_grad()
 def generate_greedy(
     model,
     tokenizer,
@@ -64,7 +68,41 @@ def generate_greedy(
     batch_size: int,
     stop_strings: Sequence[str] = (),
     desc: str = "generating",
+    path: str = "regroup",
+) -> tuple[list[str], dict]:
+    """Greedy completions (stop string cut off) on the in-memory model, and how they were made: the path that ran
+    (`regroup` falls back to `padded`, saying why, for a model it cannot decode as HF would) and its throughput."""
+    if path not in GENERATION_PATHS:
+        raise ConfigError(f"eval.generation='{path}' is not valid; use one of {', '.join(GENERATION_PATHS)}")
+    info: dict = {"generation_path": path}
+    if path == "regroup":
+        reason = decoding.regroup_unsupported(model)
+        if reason is not None:
+            log.info("%s: eval.generation=regroup cannot decode %s as HF does; using padded", desc, reason)
+            info.update(generation_path="padded", generation_path_reason=f"regroup does not support {reason}")
+    start = time.perf_counter()
+    if info["generation_path"] == "regroup":
+        token_ids, stats = decoding.regroup_greedy(model, tokenizer, prompts, max_new_tokens, batch_size, stop_strings, desc)
+        texts = [truncate_at_stop(text, stop_strings) for text in tokenizer.batch_decode(token_ids, skip_special_tokens=True)]
+        info.update(stats)
+    else:
+        texts = padded_greedy(model, tokenizer, prompts, max_new_tokens, batch_size, stop_strings, desc)
+        seconds = time.perf_counter() - start
+        info.update(seconds=round(seconds, 3), samples_per_s=round(len(prompts) / max(seconds, 1e-9), 3))
+    return texts, info
+
+
+@torch.no_grad()
+def padded_greedy(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    batch_size: int,
+    stop_strings: Sequence[str] = (),
+    desc: str = "generating",
 ) -> list[str]:
+    """HF `generate` on fixed batches, left-padded: the path before issue 20 (`eval.generation=padded`)."""
     model.eval()
     device = next(model.parameters()).device
     old_side = tokenizer.padding_side
@@ -73,7 +111,7 @@ def generate_greedy(
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     by_index: dict[int, str] = {}
     try:
-        for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", postfix={"batch": batch_size}):
             idx = order[start : start + batch_size]
             enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
             gen = model.generate(
@@ -141,7 +179,8 @@ def generate(
     stop_strings: Sequence[str] = (),
     desc: str = "generating",
 ) -> tuple[list[str], dict]:
-    """Greedy completions for `prompts` from an `EvalTarget`, and a description of how they were made."""
+    """Greedy completions for `prompts` from an `EvalTarget`, and a description of how they were made (backend,
+    generation path, dtype, batch size, throughput)."""
     backend = resolve_backend(target.backend, target.path)
     info = {"backend": backend, "decoding": "greedy", "max_new_tokens": max_new_tokens, "stop_strings": list(stop_strings)}
     if backend == "vllm":
@@ -151,10 +190,11 @@ def generate(
     else:
         if target.model is None:
             raise ConfigError(f"{desc}: the HF backend needs the model in memory; load it first (or use eval.backend=vllm)")
-        outputs = generate_greedy(
+        outputs, path_info = generate_greedy(
             target.model, target.tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-            stop_strings=stop_strings, desc=desc,
+            stop_strings=stop_strings, desc=desc, path=target.generation,
         )
+        info.update(path_info)
         info["dtype"] = str(next(target.model.parameters()).dtype).replace("torch.", "")
         info["batch_size"] = batch_size
     return outputs, info
