@@ -1,4 +1,9 @@
-"""Every test runs offline, writes only under tmp dirs, and uses tiny models unless marked slow."""
+"""Every test runs offline, writes only under tmp dirs, and uses tiny models unless marked slow.
+
+A test marked `slow` (it loads the embedded SmolLM2) reads its converted model from one folder per test run
+(`embedded_model_cache`, given to it and its subprocesses as ASTRA_MODEL_CACHE): the model `make install` converted
+is linked there when it is whole, else the first test that loads it converts it there, once for the whole run.
+Everything else in its cache (calibration statistics, prepared data) stays its own."""
 
 import os
 
@@ -12,14 +17,34 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from astra_repro.paths import CONFIG_DIR  # noqa: E402
+from astra_repro.paths import CONFIG_DIR, model_cache_dir  # noqa: E402
+
+INSTALLED_MODELS = model_cache_dir()  # read before any test moves the caches: where `make install` converted
+
+
+@pytest.fixture(scope="session")
+def embedded_model_cache(tmp_path_factory):
+    """This run's folder of converted embedded models: each model whole under INSTALLED_MODELS is linked, any other
+    is converted here by the first test that loads it (the conversion lock makes concurrent loads wait for it)."""
+    from astra_repro.models import converted_model_problem
+
+    folder = tmp_path_factory.mktemp("embedded_models")
+    for installed in sorted(INSTALLED_MODELS.iterdir()) if INSTALLED_MODELS.is_dir() else []:
+        if installed.is_dir() and not installed.name.endswith(".tmp") and converted_model_problem(installed) is None:
+            (folder / installed.name).symlink_to(installed.resolve(), target_is_directory=True)
+    return folder
 
 
 @pytest.fixture(autouse=True)
-def isolated_dirs(tmp_path, monkeypatch):
-    """Results and caches go to a per-test tmp dir, except the converted embedded model (slow to rebuild)."""
+def isolated_dirs(tmp_path, monkeypatch, request):
+    """Results and caches go to a per-test tmp dir; a slow test's converted embedded model comes from the run's
+    shared folder (slow to rebuild), every other test's models from its own cache."""
     monkeypatch.setenv("ASTRA_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("ASTRA_CACHE", str(tmp_path / "cache"))
+    if request.node.get_closest_marker("slow"):
+        monkeypatch.setenv("ASTRA_MODEL_CACHE", str(request.getfixturevalue("embedded_model_cache")))
+    else:
+        monkeypatch.delenv("ASTRA_MODEL_CACHE", raising=False)
     yield
 
 

@@ -16,8 +16,8 @@ import torch
 from omegaconf import OmegaConf
 
 from astra_repro import parity
-from astra_repro.models import converted_model_problem, load_model
-from astra_repro.paths import CONFIG_DIR, PROJECT_ROOT
+from astra_repro.models import load_model
+from astra_repro.paths import CONFIG_DIR
 
 pytestmark = [
     pytest.mark.slow,
@@ -30,18 +30,11 @@ MIN_COSINE, MAX_RESIDUAL = 0.999, 1e-3  # the issue's bars; measured: 1 - 1e-7 a
 
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory):
-    """A loader of fresh copies of the embedded model. The calibration caches go to a module tmp folder; the model
-    converted by `make install` is reused when it is whole (else it is converted into that folder once)."""
-    cache = tmp_path_factory.mktemp("parity_cache")
-    installed = PROJECT_ROOT / "cache" / "models" / "smollm2_135m"
-    if converted_model_problem(installed) is None:
-        (cache / "models").mkdir()
-        (cache / "models" / "smollm2_135m").symlink_to(installed)
+    """A loader of fresh copies of the embedded model, converted at most once per test run (the `slow` mark gives
+    every test here the run's shared model folder: tests/conftest.py). The calibration caches go to a module tmp
+    folder, shared by this module's tests."""
     model_cfg = OmegaConf.load(CONFIG_DIR / "model" / "smollm2_135m.yaml")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ASTRA_CACHE", str(cache))
-        load_model(model_cfg)  # converts once if needed
-    return cache, lambda: load_model(model_cfg)
+    return tmp_path_factory.mktemp("parity_cache"), lambda: load_model(model_cfg)
 
 
 def run_check(smollm2, monkeypatch, n_samples, seq_len, options=None, algorithms=("fast", "direct"),

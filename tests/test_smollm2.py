@@ -1,5 +1,7 @@
 """The embedded real model: GGUF -> HF folder conversion, and Astra's init invariants on real weights and real
-activations (where a random tiny model could hide a problem, e.g. GQA's 192-wide v_proj)."""
+activations (where a random tiny model could hide a problem, e.g. GQA's 192-wide v_proj).
+
+The model is converted at most once per test run, into the run's shared folder (tests/conftest.py)."""
 
 import importlib.util
 
@@ -11,8 +13,8 @@ from astra_repro.data import synthetic_math
 from astra_repro.data.sources import normalize_math_training_record
 from astra_repro.methods import HyperParams, InitContext, get_method
 from astra_repro.methods.base import lora_layers
-from astra_repro.models import load_model
-from astra_repro.paths import CONFIG_DIR
+from astra_repro.models import converted_model_problem, load_model
+from astra_repro.paths import CONFIG_DIR, cache_dir
 
 pytestmark = [
     pytest.mark.slow,
@@ -20,20 +22,16 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def model_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("smollm2_cache")
-
-
 @pytest.fixture
-def smollm2(model_cache, monkeypatch):
-    monkeypatch.setenv("ASTRA_CACHE", str(model_cache))  # convert the GGUF once for this module
+def smollm2():
     return load_model(OmegaConf.load(CONFIG_DIR / "model" / "smollm2_135m.yaml"))
 
 
-def test_embedded_model_converts_once_and_loads(smollm2, model_cache):
+def test_embedded_model_converts_once_and_loads(smollm2, embedded_model_cache):
     model, tokenizer = smollm2
-    assert (model_cache / "models" / "smollm2_135m" / "config.json").exists()
+    # Converted into (or linked from `make install` into) the run's shared folder, not this test's own cache.
+    assert converted_model_problem(embedded_model_cache / "smollm2_135m") is None
+    assert not (cache_dir() / "models").exists()
     assert model.config.num_key_value_heads == 3 and model.config.hidden_size == 576
     assert tokenizer.pad_token == tokenizer.eos_token and tokenizer.padding_side == "right"
     assert not hasattr(model.config, "quantization_config") or model.config.quantization_config is None

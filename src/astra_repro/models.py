@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig
 
 from astra_repro.errors import ConfigError
-from astra_repro.paths import cache_dir, hub_offline
+from astra_repro.paths import hub_offline, model_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -142,12 +142,12 @@ def model_location(model_cfg: DictConfig) -> str:
 
 
 def embedded_model_dir(model_cfg: DictConfig) -> Path:
-    """Convert the GGUF shipped in a PyPI package into a plain HF folder once (~20 s), then reuse it (~1 s).
-    A converted folder with a missing or cut-short file (a kill or a full disk during conversion) is converted
-    again; two processes that need the conversion at once do it once (the second waits for the first)."""
+    """Convert the GGUF shipped in a PyPI package into a plain HF folder under `model_cache_dir()` once (~20 s), then
+    reuse it (~1 s). A converted folder with a missing or cut-short file (a kill or a full disk during conversion) is
+    converted again; two processes that need the conversion at once do it once (the second waits for the first)."""
     from astra_repro import runs
 
-    target = cache_dir() / "models" / model_cfg.name
+    target = model_cache_dir() / model_cfg.name
     if converted_model_problem(target) is None:
         return target
     package_dir, gguf_path = embedded_gguf(model_cfg)
