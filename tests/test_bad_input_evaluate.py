@@ -1,21 +1,21 @@
 """Bad input to the scoring entry point and the data readers (issue 11, second part).
 
-(a) A catalogue of bad inputs through `python -m astra_repro.evaluate`, in subprocesses two at a time: each must
-exit with status 2 and print one `error:` line naming the fix, with no traceback; an output folder, if one was
-made, carries a FAILED file with the same message and no metrics.json.
+(a) A catalogue of bad inputs through the entry point of `python -m astra_repro.evaluate`: each must exit with
+status 2 and print one `error:` line naming the fix, with no traceback; an output folder, if one was made, carries a
+FAILED file with the same message and no metrics.json. Every case runs in process through `astra_repro.evaluate.main`,
+the function the command line calls (tests/entry_points.py); three diverse ones also as a real `python -m
+astra_repro.evaluate` in subprocesses, at once.
 (b) The reader fixes, in process: empty, truncated, non-UTF-8 and damaged files, wrong fields and values, each a
 one-line ConfigError naming the file (and record) and the key to fix."""
 
 import gzip
 import json
-import os
 import re
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from entry_points import Outcome, run_in_process, run_subprocess
 from helpers import tiny_cfg, tiny_evaluator_overrides
 from omegaconf import DictConfig, OmegaConf
 
@@ -97,6 +97,13 @@ CATALOGUE = [
 ]
 # The inputs found bad only while scoring: their output folder exists and must say why it stopped.
 FAILS_WHILE_SCORING = [args for args, _ in CATALOGUE if re.search(r"\.(jsonl?|tsv)\b", args)]
+# Through a real subprocess too: a config-group typo, a bad data file (found while scoring, in a folder that must say
+# so) and an unwritable output_root.
+SUBPROCESS_CASES = [
+    "base task=bogus",
+    "base evaluators=[gsm8k] task.evaluators.gsm8k.path={tmp}/cut.jsonl",
+    "base evaluators=[gsm8k] output_root={tmp}/a_file/runs",
+]
 
 
 def make_inputs(tmp: Path) -> None:
@@ -124,30 +131,14 @@ def command_line(args: str, tmp: Path, output_root: Path) -> list[str]:
     return [*own, "model=tiny_llama", *shrink, *root]
 
 
-def run_entry_point(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", ASTRA_CACHE=str(cwd / "cache"))
-    return subprocess.run([sys.executable, "-m", "astra_repro.evaluate", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=600)
-
-
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory):
+def inputs(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("evaluate_catalogue")
     make_inputs(tmp)
-    roots = [tmp / f"out_{index}" for index in range(len(CATALOGUE))]
-    jobs = [command_line(args, tmp, root) for (args, _), root in zip(CATALOGUE, roots)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(lambda job: run_entry_point(job, tmp), jobs))
-    return {args: (result, root) for (args, _), result, root in zip(CATALOGUE, results, roots)}
+    return tmp
 
 
-def test_the_catalogue_is_long_enough():
-    assert len(CATALOGUE) >= 15 and len(FAILS_WHILE_SCORING) >= 8
-
-
-@pytest.mark.parametrize("args,message", CATALOGUE, ids=[a or "<nothing>" for a, _ in CATALOGUE])
-def test_bad_input_is_one_line_through_the_entry_point(outcomes, args, message):
-    result, output_root = outcomes[args]
+def check_one_line_error(result: Outcome, args: str, message: str, output_root: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2, result.stderr[-2000:]
     assert not any("Traceback" in line for line in lines), result.stderr[-2000:]
@@ -160,6 +151,34 @@ def test_bad_input_is_one_line_through_the_entry_point(outcomes, args, message):
     for folder in folders:  # none looks finished; each says why it stopped
         assert not runs.is_complete(folder)
         assert (folder / runs.FAILED_FILE).read_text().strip() == f"ConfigError: {errors[0][len('error: '):]}"
+
+
+def test_the_catalogue_is_long_enough():
+    assert len(CATALOGUE) >= 15 and len(FAILS_WHILE_SCORING) >= 8
+    assert set(SUBPROCESS_CASES) <= {args for args, _ in CATALOGUE}
+
+
+@pytest.mark.parametrize("args,message", CATALOGUE, ids=[a or "<nothing>" for a, _ in CATALOGUE])
+def test_bad_input_is_one_line_through_the_entry_point(inputs, tmp_path, capfd, args, message):
+    output_root = tmp_path / "out"
+    result = run_in_process("astra_repro.evaluate", command_line(args, inputs, output_root), inputs, capfd)
+    check_one_line_error(result, args, message, output_root)
+
+
+@pytest.fixture(scope="module")
+def subprocess_outcomes(inputs):
+    roots = [inputs / f"out_{index}" for index in range(len(SUBPROCESS_CASES))]
+    jobs = [command_line(args, inputs, root) for args, root in zip(SUBPROCESS_CASES, roots)]
+    env = {"ASTRA_CACHE": str(inputs / "cache"), "ASTRA_RESULTS": str(inputs / "results")}
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        results = list(pool.map(lambda job: run_subprocess("astra_repro.evaluate", job, inputs, **env), jobs))
+    return dict(zip(SUBPROCESS_CASES, zip(results, roots)))
+
+
+@pytest.mark.parametrize("args", SUBPROCESS_CASES)
+def test_bad_input_is_one_line_through_python_m(subprocess_outcomes, args):
+    result, output_root = subprocess_outcomes[args]
+    check_one_line_error(result, args, dict(CATALOGUE)[args], output_root)
 
 
 # ------------------------------------------------------------------------------------------------- evaluate in process
