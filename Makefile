@@ -2,7 +2,7 @@
 # make test    the test suite (offline, tiny models)
 # make tables  regenerate results/tables (next to the paper's numbers) and results/figures from run records
 # make report  one self-contained HTML page (tables, figures, cost, fidelity options): results/report.html
-# make bench   timing / memory figures for docs/benchmarks.md
+# make bench   timing / memory figures for docs/benchmarks.md (calibration, inits and steps, scoring: padded vs regroup)
 # make gpu-check  the GPU figures of issue 20 in <= 8 min (scripts/gpu_check.py; tiny shapes on a CPU)
 # make bench-load  a training step and a scoring batch, idle and beside one busy process, per CPU thread setting
 #                  (scripts/bench_load.py, ~5 min; --quick < 1 min): does a run collapse on a shared CPU?
@@ -38,6 +38,7 @@ methods: install
 bench: install
 	$(PY) scripts/bench_calibration.py --compare
 	$(PY) scripts/bench.py
+	$(PY) scripts/bench_scoring.py
 
 bench-load: install
 	$(PY) scripts/bench_load.py
