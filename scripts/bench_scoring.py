@@ -27,10 +27,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import astra_repro  # noqa: E402,F401  (first: the CPU thread policy, astra_repro/threads.py, before torch loads)
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from astra_repro import threads  # noqa: E402
 from astra_repro.evaluators import EvalTarget, get_evaluator  # noqa: E402
 from astra_repro.models import load_model  # noqa: E402
 from astra_repro.paths import CONFIG_DIR, PROJECT_ROOT  # noqa: E402
@@ -58,7 +60,8 @@ def score(name: str, settings, model, tokenizer, path: str) -> dict:
     return {
         "path": info.get("generation_path"), "samples": len(result.predictions), "batch_size": info.get("batch_size"),
         "max_new_tokens": info.get("max_new_tokens"), "generation_s": info.get("seconds"),
-        "samples_per_s": info.get("samples_per_s"), "prefill_s": info.get("prefill_s"), "decode_s": info.get("decode_s"),
+        "samples_per_s": info["throughput"]["samples_per_s"], "prefill_s": info["throughput"].get("prefill_s"),
+        "decode_s": info["throughput"].get("decode_s"),
         "new_tokens": info.get("new_tokens"), "scoring_s": round(time.perf_counter() - started, 2),
         "metric": evaluator.primary_metric, "score": result.metrics.get(evaluator.primary_metric),
         "data": info.get("data_source") or info.get("source"), "outputs": [p.get("output", p.get("completion")) for p in result.predictions],
@@ -76,6 +79,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(PROJECT_ROOT / "results" / "bench" / "scoring.json"))
     args = parser.parse_args()
 
+    threads.apply_runtime()
     model_cfg = OmegaConf.load(CONFIG_DIR / "model" / "smollm2_135m.yaml")
     model, tokenizer = load_model(model_cfg)
     rows = []
@@ -98,8 +102,8 @@ def main() -> None:
               f"{r['outputs_differing']} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-               "torch": torch.__version__, "python": sys.version.split()[0]}
+    machine = {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+               "python": sys.version.split()[0], "runtime": threads.runtime_record()}
     out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
     print(f"\nwrote {out}")
 

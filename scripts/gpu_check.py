@@ -569,6 +569,7 @@ def stage_gsm8k(args, work, state: dict) -> dict:
         correct = [ax.gsm8k_reference_correct(ax.extract_gsm8k_reference(t), gold_value(g)) for t, g in zip(texts, golds)]
         record["paths"][path] = {
             "status": "ok", **{k: v for k, v in info.items() if k != "generation_path"},
+            "samples_per_s": round(len(prompts) / max(seconds, 1e-9), 3),
             "path_ran": info.get("generation_path", path), "wall_s": round(meter.seconds, 3),
             "peak_gb": round(meter.peak_gb, 3), "useful_tokens": useful,
             "useful_tokens_per_s": round(useful / max(seconds, 1e-9), 1),

@@ -37,11 +37,13 @@ def run_subprocess(module: str, args: list[str], cwd: Path, **env: str) -> Outco
     return Outcome(proc.returncode, proc.stdout, proc.stderr)
 
 
-def run_in_process(module: str, args: list[str], cwd: Path, capfd, **env: str) -> Outcome:
+def run_in_process(module: str, args: list[str], cwd: Path, capfd=None, **env: str) -> Outcome:
     """`module.main()` under `python -m module *args`'s sys.argv. SystemExit gives the exit status; any other
-    exception is printed as the interpreter would print it, with status 1."""
+    exception is printed as the interpreter would print it, with status 1. Without `capfd` (a module-scoped
+    fixture has none) the output is not read: stdout and stderr come back empty."""
     entry = importlib.import_module(module)
-    capfd.readouterr()  # only this call's output
+    if capfd is not None:
+        capfd.readouterr()  # only this call's output
     with entry_point_state([entry.__file__, *args], cwd, env):
         try:
             entry.main()
@@ -55,7 +57,7 @@ def run_in_process(module: str, args: list[str], cwd: Path, capfd, **env: str) -
             returncode = 1
         sys.stdout.flush()
         sys.stderr.flush()
-    out, err = capfd.readouterr()
+    out, err = capfd.readouterr() if capfd is not None else ("", "")
     return Outcome(returncode, out, err)
 
 

@@ -80,7 +80,7 @@ def test_regroup_equals_batch1_greedy_on_the_tiny_model(tiny, tiny_reference, ba
     model, tokenizer = tiny
     ids, stats = decoding.regroup_greedy(model, tokenizer, TINY_PROMPTS, 12, batch_size, stop_strings=STOPS[stop])
     assert ids == tiny_reference[stop]
-    assert stats["new_tokens"] == sum(map(len, ids)) and stats["samples_per_s"] > 0
+    assert stats["new_tokens"] == sum(map(len, ids)) and stats["throughput"]["samples_per_s"] > 0
 
 
 def test_rows_end_at_eos_and_at_the_cap(tiny, monkeypatch):
@@ -99,7 +99,7 @@ def test_generate_records_the_path_and_falls_back_where_regroup_cannot_decode(ti
     model, tokenizer = tiny
     target = EvalTarget(model, tokenizer, None, backend="hf")
     texts, info = generation.generate(target, TINY_PROMPTS[:5], max_new_tokens=6, batch_size=2, stop_strings=["xy"])
-    assert info["generation_path"] == "regroup" and info["decode_steps"] > 0 and info["samples_per_s"] > 0
+    assert info["generation_path"] == "regroup" and info["decode_steps"] > 0 and info["throughput"]["samples_per_s"] > 0
     padded, padded_info = generation.generate(EvalTarget(model, tokenizer, None, "hf", "padded"), TINY_PROMPTS[:5],
                                               max_new_tokens=6, batch_size=2, stop_strings=["xy"])
     assert padded == texts and padded_info["generation_path"] == "padded"

@@ -3,7 +3,9 @@ evaluation, then run the same command again: the run completes and its record eq
 (fp32, CPU). Files cut short by the kill (the calibration cache, the saved init, a checkpoint, the merged export,
 the converted embedded model) are detected and rebuilt, never loaded.
 
-The kills happen inside the real entry point, in subprocesses (tests/kill_during.py says where each one lands)."""
+The kills happen inside the real entry point, in subprocesses (tests/kill_during.py says where each one lands); the
+uninterrupted run and the re-runs go through the same entry function in this process (tests/entry_points.py: no
+interpreter, torch or transformers to start), with the killed process's one thread."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from entry_points import Outcome, run_in_process
 from helpers import TINY_OVERRIDES, tiny_evaluator_overrides
 
 from astra_repro import runs
@@ -23,12 +26,17 @@ RUN = [*TINY_OVERRIDES, *tiny_evaluator_overrides("math"), "method=astra", "rank
 STAGES = ["calibration", "init", "training", "export", "evaluation"]
 
 
-def run_train(output_root: Path, cache: Path, kill_during: str | None = None) -> subprocess.CompletedProcess:
-    entry = [str(TESTS / "kill_during.py"), kill_during] if kill_during else ["-m", "astra_repro.train"]
+def run_killed(output_root: Path, cache: Path, kill_during: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
                ASTRA_CACHE=str(cache), PYTHONPATH=str(TESTS) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, *entry, *RUN, f"output_root={output_root}"], capture_output=True,
-                          text=True, env=env, timeout=600)
+    return subprocess.run([sys.executable, str(TESTS / "kill_during.py"), kill_during, *RUN,
+                           f"output_root={output_root}"], capture_output=True, text=True, env=env, timeout=600)
+
+
+def run_again(output_root: Path, cache: Path, capfd=None) -> Outcome:
+    """`python -m astra_repro.train ...` in this process, one thread as in the killed subprocess."""
+    return run_in_process("astra_repro.train", [*RUN, f"output_root={output_root}"], output_root.parent, capfd,
+                          OMP_NUM_THREADS="1", ASTRA_CACHE=str(cache))
 
 
 def the_run(output_root: Path) -> Path:
@@ -40,25 +48,26 @@ def comparable(record: dict) -> dict:
     """What must not depend on an interruption: the scores, the training, the init's statistics."""
     train = {k: v for k, v in record["train"].items() if k not in ("train_runtime_s", "resumed_from", "train_loss")}
     return {"metrics": record["metrics"], "train": train, "eval_data": {
-        name: {k: v for k, v in info.items() if k != "seconds"} for name, info in record["eval_data"].items()}}
+        name: {k: v for k, v in info.items() if k not in ("seconds", "throughput")}
+        for name, info in record["eval_data"].items()}}
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("uninterrupted")
-    done = run_train(root / "runs", root / "cache")
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_again(root / "runs", root / "cache")
+    assert done.returncode == 0
     return the_run(root / "runs")
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_kill_9_in_a_stage_then_rerun_gives_the_uninterrupted_result(tmp_path, uninterrupted, stage):
-    killed = run_train(tmp_path / "runs", tmp_path / "cache", kill_during=stage)
+def test_kill_9_in_a_stage_then_rerun_gives_the_uninterrupted_result(tmp_path, uninterrupted, stage, capfd):
+    killed = run_killed(tmp_path / "runs", tmp_path / "cache", kill_during=stage)
     assert killed.returncode == -9, f"the kill point for {stage} was never reached:\n{killed.stderr[-3000:]}"
     run_dir = the_run(tmp_path / "runs")
     assert not runs.is_complete(run_dir)
 
-    again = run_train(tmp_path / "runs", tmp_path / "cache")
+    again = run_again(tmp_path / "runs", tmp_path / "cache", capfd)
     assert again.returncode == 0, again.stderr[-3000:]
     record = json.loads((run_dir / runs.METRICS_FILE).read_text())
     reference = json.loads((uninterrupted / runs.METRICS_FILE).read_text())

@@ -88,7 +88,7 @@ def generate_greedy(
     else:
         texts = padded_greedy(model, tokenizer, prompts, max_new_tokens, batch_size, stop_strings, desc)
         seconds = time.perf_counter() - start
-        info.update(seconds=round(seconds, 3), samples_per_s=round(len(prompts) / max(seconds, 1e-9), 3))
+        info.update(seconds=round(seconds, 3), throughput={"samples_per_s": round(len(prompts) / max(seconds, 1e-9), 3)})
     return texts, info
 
 
