@@ -151,8 +151,46 @@ def build_context(plan: dict, cfg: DictConfig, tokenizer, pool, features: list[d
     )
 
 
-def initialize(method, model, ctx: InitContext, run_dir: Path):
-    """Run the method's init once and save it as plain files (residual base + initial adapter)."""
+def init_identity(plan: dict) -> str:
+    """What an init depends on: the plan without the learning rate (training alone reads it) and the evaluators
+    (scoring alone). Runs that differ only there, a learning-rate grid say, start from the same weights."""
+    same = json.loads(json.dumps(plan, default=str))
+    same["hp"].pop("learning_rate", None)
+    same["task"].pop("evaluators", None)
+    return runs.config_hash(same, length=16)
+
+
+def reusable_init(run_dir: Path, identity: str, method) -> Path | None:
+    """A sibling run's whole saved init with the same identity, or None."""
+    for complete in sorted(run_dir.parent.glob(f"*/{INIT_DIR}/COMPLETE")):
+        donor = complete.parent
+        if donor.parent == run_dir or runs_json(complete).get("init_identity") != identity:
+            continue
+        if saved_init_problem(donor, method) is None:
+            return donor
+    return None
+
+
+def adopt_init(donor: Path, init_dir: Path) -> None:
+    """The donor's init files, hard-linked (saved files are only ever replaced, never rewritten in place) or copied
+    where links cannot be made; COMPLETE last, as for an init computed here."""
+    tmp = init_dir.with_name(f".{init_dir.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    def link_or_copy(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(donor, tmp, copy_function=link_or_copy, ignore=shutil.ignore_patterns("COMPLETE"))
+    tmp.rename(init_dir)
+
+
+def initialize(method, model, ctx: InitContext, run_dir: Path, identity: str | None = None):
+    """Run the method's init once and save it as plain files (residual base + initial adapter). A sibling run
+    with the same `identity` (init_identity) lends its saved init instead: the report says `reused_from`, and
+    keeps the donor's init_seconds (what the init costs; the run's own timings say what this run spent)."""
     init_dir = run_dir / INIT_DIR
     complete = init_dir / "COMPLETE"
     if complete.exists() and method.uses_peft:
@@ -165,9 +203,19 @@ def initialize(method, model, ctx: InitContext, run_dir: Path):
         log.warning("init: the saved initialisation in %s is unusable (%s); redoing it", init_dir, problem)
     if init_dir.exists():  # a kill while saving left part of a folder behind: start it clean
         shutil.rmtree(init_dir)
+    donor = reusable_init(run_dir, identity, method) if identity and method.uses_peft else None
+    if donor is not None:
+        print(f"[astra_repro] init: reusing {donor.parent.name}'s initialisation (the same plan but for the "
+              "learning rate / evaluators)")
+        adopt_init(donor, init_dir)
+        report = dict(runs_json(donor / "COMPLETE"), reused_from=donor.parent.name)
+        runs.atomic_write_json(complete, report)
+        return load_initialized(model, init_dir, method), report
     t0 = time.time()
     model = method.initialize(model, ctx)
     report = dict(ctx.report, init_seconds=round(time.time() - t0, 2))
+    if identity:
+        report["init_identity"] = identity
     if method.uses_peft:
         if method.residual_modifying:
             from astra_repro import export
@@ -290,7 +338,7 @@ def run_stages(cfg: DictConfig, plan: dict, method, run_dir: Path, wall_start: f
     # calibrate + init (single process: rank 0 writes, the others load)
     t0 = time.time()
     if world_rank() == 0:
-        model, init_report = initialize(method, model, ctx, run_dir)
+        model, init_report = initialize(method, model, ctx, run_dir, init_identity(plan))
     else:
         wait_for(run_dir / INIT_DIR / "COMPLETE", "rank 0's calibration + init")
         model, init_report = initialize(method, model, ctx, run_dir)
