@@ -1,5 +1,6 @@
 # make demo    base, LoRA, Astra as released (largest) and as the theorem states (smallest) on math, paired tests (CPU, <5 min)
-# make test    the test suite (offline, tiny models)
+# make test    the test suite (offline, tiny models; ~15 min on 2 cores)
+# make test-exhaustive  larger settings of invariants the suite checks (Astra parity at N = 64 x 128, ~2 min)
 # make tables  regenerate results/tables (next to the paper's numbers) and results/figures from run records
 # make report  one self-contained HTML page (tables, figures, cost, fidelity options): results/report.html
 # make bench   timing / memory figures for docs/benchmarks.md (calibration, inits and steps, scoring: padded vs regroup)
@@ -13,7 +14,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test tables report bench bench-load gpu-check clean-runs methods
+.PHONY: install demo test test-exhaustive tables report bench bench-load gpu-check clean-runs methods
 
 install: $(VENV)/.installed
 
@@ -25,6 +26,9 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+test-exhaustive: install
+	$(PY) -m pytest -q -m exhaustive
 
 tables: install
 	$(PY) -m astra_repro.tables
