@@ -60,3 +60,26 @@ def tiny_model(tiny_model_cfg):
 
     torch.manual_seed(0)
     return load_model(tiny_model_cfg)
+
+
+@pytest.fixture(scope="session")
+def one_process_run(tmp_path_factory):
+    """The one-process run that the multi-process tests (DDP, ZeRO-2/3) compare with: tests/test_ddp.py's COMMON
+    overrides and a method, trained once per test run, in this process through the entry function
+    (tests/entry_points.py), with the launches' one thread. Returns the output root holding it."""
+    from entry_points import run_in_process
+    from test_ddp import COMMON
+
+    root = tmp_path_factory.mktemp("one_process")
+    done: dict[str, object] = {}
+
+    def get(method: str):
+        if method not in done:
+            out = root / method
+            outcome = run_in_process("astra_repro.train", [*COMMON, f"method={method}", f"output_root={out}"], root,
+                                     None, OMP_NUM_THREADS="1")
+            assert outcome.returncode == 0, f"the one-process {method} run failed"
+            done[method] = out
+        return done[method]
+
+    return get

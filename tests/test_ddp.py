@@ -58,13 +58,12 @@ def trained(output_root: Path) -> tuple[dict, Path]:
 
 
 @pytest.mark.parametrize("method", ["lora", "astra"])
-def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path, method):
+def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path, method, one_process_run):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
     two = launch([torchrun, "--nproc_per_node=2", f"--master_port={free_port()}", "-m", "astra_repro.train", "trainer=ddp",
                   f"method={method}"], tmp_path / "ddp")
-    launch([sys.executable, "-m", "astra_repro.train", f"method={method}"], tmp_path / "single")
     ddp, ddp_dir = trained(tmp_path / "ddp")
-    single, single_dir = trained(tmp_path / "single")
+    single, single_dir = trained(one_process_run(method))  # the same COMMON overrides, one process (conftest.py)
     # the same global batch, laid out 2 x 1 x 2 processes and 4 x 1 x 1 process (derived from WORLD_SIZE)
     assert batch_of(ddp_dir) == {"global": 4, "per_device": 2, "grad_accum": 1, "world_size": 2}
     assert batch_of(single_dir) == {"global": 4, "per_device": 4, "grad_accum": 1, "world_size": 1}

@@ -39,7 +39,7 @@ def test_zero2_single_process_cpu(tmp_path):
 
 
 @pytest.mark.parametrize("stage", ["zero2", "zero3"])
-def test_two_processes_train_the_single_process_adapter_then_export_and_score(tmp_path, stage):
+def test_two_processes_train_the_single_process_adapter_then_export_and_score(tmp_path, stage, one_process_run):
     """torchrun --nproc_per_node=2 under ZeRO-2 / ZeRO-3 (gloo, CPU) trains what one plain process trains with the
     same global batch, and the run goes on to export and scoring. Under ZeRO-3 every rank holds a slice of each
     parameter after training, so rank 0 rebuilds the whole model from the run folder's files for the export."""
@@ -49,9 +49,8 @@ def test_two_processes_train_the_single_process_adapter_then_export_and_score(tm
     scoring = ["skip_eval=false", *[f"task.evaluators.{e}.{k}=4" for e in ("gsm8k", "math") for k in ("n.demo", "max_new_tokens.demo")]]
     launch([torchrun, "--nproc_per_node=2", f"--master_port={free_port()}", "-m", "astra_repro.train",
             f"trainer=deepspeed_{stage}", "method=astra"], tmp_path / stage, extra=tuple(scoring))
-    launch([sys.executable, "-m", "astra_repro.train", "method=astra"], tmp_path / "single")
     sharded, run_dir = trained(tmp_path / stage)
-    single, single_dir = trained(tmp_path / "single")
+    single, single_dir = trained(one_process_run("astra"))  # test_ddp's COMMON overrides, one process (conftest.py)
     init = load_file(single_dir / "init" / "adapter" / "adapter_model.safetensors")
     assert all(v.numel() > 0 for v in sharded.values())  # a ZeRO-3 slice saved as is would be empty
     moved = max(float((single[k] - init[k]).abs().max()) for k in single)
