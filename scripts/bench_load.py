@@ -63,12 +63,13 @@ SIZES = {
                 "score_batch": 2, "repeats": 1, "scoring_model": "random"},
 }
 DEFAULT_SETTINGS = ("active", "passive", "one")
-ALL_SETTINGS = ("unset", "active", "passive", "one")
+ALL_SETTINGS = ("unset", "active", "passive", "spin", "one")
 WORKLOADS = {"train": "training step", "score": "scoring batch"}
 # The variables a setting decides; a child starts with none of them from this environment.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "MKL_NUM_THREADS",
                     threads.DEFAULTS_MARK, threads.OPT_OUT)
 LORA_RANK = 16
+SHORT_SPIN = "20000"  # `spin`: wait actively this many iterations (~tens of µs), then sleep (libgomp default: 300k)
 SETTLE_S = 0.5  # the competitor is given this long to be scheduled before the loaded timing starts
 
 
@@ -83,6 +84,8 @@ def settings(cpus: int) -> dict[str, dict]:
         "active": {"name": "active", "label": f"{n} thread{plural}, ACTIVE", "threads": n, "omp_wait_policy": "ACTIVE"},
         "passive": {"name": "passive", "label": f"{n} thread{plural}, PASSIVE", "threads": n,
                     "omp_wait_policy": "PASSIVE"},
+        "spin": {"name": "spin", "label": f"{n} thread{plural}, no OMP_WAIT_POLICY, GOMP_SPINCOUNT={SHORT_SPIN}",
+                 "threads": n, "omp_wait_policy": None, "gomp_spincount": SHORT_SPIN},
         "one": {"name": "one", "label": "1 thread, PASSIVE", "threads": 1, "omp_wait_policy": "PASSIVE"},
     }
 
@@ -96,6 +99,8 @@ def child_env(setting: dict, base: dict[str, str]) -> dict[str, str]:
         env["OMP_WAIT_POLICY"] = setting["omp_wait_policy"]
     else:  # libgomp's own default: astra_repro must not put PASSIVE in
         env[threads.OPT_OUT] = "1"
+    if setting.get("gomp_spincount"):
+        env["GOMP_SPINCOUNT"] = setting["gomp_spincount"]
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", TQDM_DISABLE="1")
     return env
 
