@@ -37,6 +37,14 @@ def run_subprocess(module: str, args: list[str], cwd: Path, **env: str) -> Outco
     return Outcome(proc.returncode, proc.stdout, proc.stderr)
 
 
+def run_subprocesses(module: str, jobs: list[list[str]], cwd: Path, **env: str) -> list[Outcome]:
+    """`python -m module` once per argument list, all at once (they mostly wait on imports), in job order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+        return list(pool.map(lambda args: run_subprocess(module, args, cwd, **env), jobs))
+
+
 def run_in_process(module: str, args: list[str], cwd: Path, capfd=None, **env: str) -> Outcome:
     """`module.main()` under `python -m module *args`'s sys.argv. SystemExit gives the exit status; any other
     exception is printed as the interpreter would print it, with status 1. Without `capfd` (a module-scoped

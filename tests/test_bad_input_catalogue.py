@@ -7,11 +7,10 @@ tests/entry_points.py); three diverse ones also run as a real `python -m astra_r
 once, for the interpreter's own exit status and stderr."""
 
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from entry_points import Outcome, run_in_process, run_subprocess
+from entry_points import Outcome, run_in_process, run_subprocesses
 from test_config_check import BAD_VALUES
 
 DATA_FILES = {
@@ -90,8 +89,7 @@ def subprocess_outcomes(inputs):
     roots = [inputs / f"runs_{index}" for index in range(len(SUBPROCESS_CASES))]
     env = {"ASTRA_CACHE": str(inputs / "cache"), "ASTRA_RESULTS": str(inputs / "results")}
     jobs = [command_line(override, inputs, root) for override, root in zip(SUBPROCESS_CASES, roots)]
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        results = list(pool.map(lambda args: run_subprocess("astra_repro.train", args, inputs, **env), jobs))
+    results = run_subprocesses("astra_repro.train", jobs, inputs, **env)
     return dict(zip(SUBPROCESS_CASES, zip(results, roots)))
 
 

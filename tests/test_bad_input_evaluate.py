@@ -11,11 +11,10 @@ one-line ConfigError naming the file (and record) and the key to fix."""
 import gzip
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from entry_points import Outcome, run_in_process, run_subprocess
+from entry_points import Outcome, run_in_process, run_subprocesses
 from helpers import tiny_cfg, tiny_evaluator_overrides
 from omegaconf import DictConfig, OmegaConf
 
@@ -170,8 +169,7 @@ def subprocess_outcomes(inputs):
     roots = [inputs / f"out_{index}" for index in range(len(SUBPROCESS_CASES))]
     jobs = [command_line(args, inputs, root) for args, root in zip(SUBPROCESS_CASES, roots)]
     env = {"ASTRA_CACHE": str(inputs / "cache"), "ASTRA_RESULTS": str(inputs / "results")}
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        results = list(pool.map(lambda job: run_subprocess("astra_repro.evaluate", job, inputs, **env), jobs))
+    results = run_subprocesses("astra_repro.evaluate", jobs, inputs, **env)
     return dict(zip(SUBPROCESS_CASES, zip(results, roots)))
 
 

@@ -80,12 +80,12 @@ def generate_greedy(
         if reason is not None:
             log.info("%s: eval.generation=regroup cannot decode %s as HF does; using padded", desc, reason)
             info.update(generation_path="padded", generation_path_reason=f"regroup does not support {reason}")
-    start = time.perf_counter()
     if info["generation_path"] == "regroup":
         token_ids, stats = decoding.regroup_greedy(model, tokenizer, prompts, max_new_tokens, batch_size, stop_strings, desc)
         texts = [truncate_at_stop(text, stop_strings) for text in tokenizer.batch_decode(token_ids, skip_special_tokens=True)]
         info.update(stats)
     else:
+        start = time.perf_counter()
         texts = padded_greedy(model, tokenizer, prompts, max_new_tokens, batch_size, stop_strings, desc)
         seconds = time.perf_counter() - start
         info.update(seconds=round(seconds, 3), throughput={"samples_per_s": round(len(prompts) / max(seconds, 1e-9), 3)})
