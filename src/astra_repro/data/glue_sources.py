@@ -132,6 +132,35 @@ def label_word(task: str, label: int) -> str:
     return words[label]
 
 
+def label_word_token_ids(tokenizer: Any, task: str, leading_space: bool = False) -> list[int]:
+    """The first token id of each label word, in label-index order. Here, beside the label words, because training
+    (tasks/glue.py: where the prompt's space goes) and scoring (evaluators/glue_metrics.py) both need it.
+
+    As LoRA-GA: the label word is tokenised on its own without special tokens (`add_special_tokens=False`; T5 adds
+    only a trailing </s>, so this is exactly `tokenizer(y).input_ids[0]`). With T5's sentencepiece the word gets its
+    word-initial "▁" piece automatically.
+
+    `leading_space=True` is for byte-level BPE tokenizers of causal LMs (SmolLM2, Llama-3), which add no dummy
+    prefix: " negative" is the word-initial token a causal LM emits after a prompt whose trailing space is moved into
+    the target ("...result:" + " negative"). With the prompt ending in "result: " itself (LoRA-GA's x) use False.
+    The choice must match how the targets were tokenised in training; LoRA-GA never scored causal LMs this way.
+
+    Raises ConfigError when two label words share their first token (the soft metric could not tell them apart).
+    """
+    words = get_task(task).label_words
+    ids = []
+    for word in words:
+        pieces = tokenizer((" " + word) if leading_space else word, add_special_tokens=False)["input_ids"]
+        if not pieces:
+            raise ConfigError(f"{task}: the tokenizer turns label word '{word}' into no tokens")
+        ids.append(int(pieces[0]))
+    if len(set(ids)) != len(ids):
+        shared = {w: (i, tokenizer.convert_ids_to_tokens(i)) for w, i in zip(words, ids)}
+        raise ConfigError(f"{task}: label words share a first token with this tokenizer ({shared}); the soft "
+                          "metric needs distinct first tokens (try leading_space or another tokenizer)")
+    return ids
+
+
 def canonical_split(task: str, split: str) -> str:
     """'train' or 'validation' ('validation' = the task's eval split; MNLI also accepts 'validation_matched')."""
     if task == "mnli" and split == "validation_matched":

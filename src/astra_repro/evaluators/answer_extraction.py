@@ -8,7 +8,7 @@ Three graders sit side by side so that a run can report all of them:
   "reference quirk" so that our numbers are comparable with the paper's.
 * **Flexible** (`gsm8k_flexible_extract`): lm-eval-style; the number after the last answer marker,
   else the last number in the text. Useful for small models that never learn the exact marker.
-* **math_verify** (`math_verify_correct`): HuggingFace's Math-Verify parser/verifier.
+* **math_verify** (`math_verify_correct`, from `math_verify_check.py`): HuggingFace's Math-Verify parser/verifier.
 
 `math_equal` covers only the numeric and plain-string parts of the reference grader; the sympy
 branch (needed for MATH, not for GSM8K's integer golds) is deliberately left out.
@@ -22,6 +22,7 @@ import unicodedata
 from fractions import Fraction
 
 from astra_repro.evaluators.math_grading import reference_math_equal
+from astra_repro.evaluators.math_verify_check import math_verify_correct  # noqa: F401 - the third grader, named here
 
 # Bump when any extraction/grading rule changes, so cached scores are not silently mixed.
 EXTRACTION_VERSION = "gsm8k-ref-1"
@@ -159,32 +160,3 @@ def gsm8k_flexible_extract(completion: str) -> str | None:
             return after.group().replace(",", "")
     numbers = _FLEX_NUMBER.findall(completion)
     return numbers[-1].replace(",", "") if numbers else None
-
-
-# --------------------------------------------------------------------------------------------
-# math_verify
-# --------------------------------------------------------------------------------------------
-def math_verify_correct(completion: str, gold: str | int | float) -> bool:
-    """True when Math-Verify finds the completion's answer equal to ``gold``; False when it cannot parse one.
-
-    Timeouts are disabled (``parsing_timeout=None``, ``timeout_seconds=None``): Math-Verify's
-    timeouts use ``signal.alarm``, which raises outside the main thread (e.g. in eval workers).
-    A broken installation (math-verify or its LaTeX parser failing to import) raises instead of scoring every
-    sample 0: that would be a silent wrong result.
-    """
-    from math_verify import parse, verify
-
-    try:
-        gold_str = str(gold)
-        gold_parsed = parse(gold_str, parsing_timeout=None)
-        if not gold_parsed:
-            # Bare LaTeX golds (e.g. MATH's "\frac{1}{2}") sometimes need math delimiters to parse.
-            gold_parsed = parse(f"${gold_str}$", parsing_timeout=None)
-        pred_parsed = parse(completion, parsing_timeout=None)
-        if not gold_parsed or not pred_parsed:
-            return False
-        return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
-    except ImportError as err:  # e.g. latex2sympy2_extended with an unsupported antlr4 runtime
-        raise RuntimeError(f"math-verify is installed but cannot run ({err}); reinstall it: pip install -U math-verify") from err
-    except Exception:  # noqa: BLE001 - one unparsable sample must not crash an evaluation
-        return False

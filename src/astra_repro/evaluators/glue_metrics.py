@@ -28,38 +28,9 @@ from typing import Any, Sequence
 
 import torch
 
-from astra_repro.data.glue_sources import get_task
-from astra_repro.errors import ConfigError
+from astra_repro.data.glue_sources import get_task, label_word_token_ids  # noqa: F401 - the soft metric's label tokens
 
 NO_PREDICTION = -1  # a tie between label words (soft) or a generation that is no label word (generated)
-
-
-def label_word_token_ids(tokenizer: Any, task: str, leading_space: bool = False) -> list[int]:
-    """The first token id of each label word, in label-index order.
-
-    As LoRA-GA: the label word is tokenised on its own without special tokens (`add_special_tokens=False`; T5 adds
-    only a trailing </s>, so this is exactly `tokenizer(y).input_ids[0]`). With T5's sentencepiece the word gets its
-    word-initial "▁" piece automatically.
-
-    `leading_space=True` is for byte-level BPE tokenizers of causal LMs (SmolLM2, Llama-3), which add no dummy
-    prefix: " negative" is the word-initial token a causal LM emits after a prompt whose trailing space is moved into
-    the target ("...result:" + " negative"). With the prompt ending in "result: " itself (LoRA-GA's x) use False.
-    The choice must match how the targets were tokenised in training; LoRA-GA never scored causal LMs this way.
-
-    Raises ConfigError when two label words share their first token (the soft metric could not tell them apart).
-    """
-    words = get_task(task).label_words
-    ids = []
-    for word in words:
-        pieces = tokenizer((" " + word) if leading_space else word, add_special_tokens=False)["input_ids"]
-        if not pieces:
-            raise ConfigError(f"{task}: the tokenizer turns label word '{word}' into no tokens")
-        ids.append(int(pieces[0]))
-    if len(set(ids)) != len(ids):
-        shared = {w: (i, tokenizer.convert_ids_to_tokens(i)) for w, i in zip(words, ids)}
-        raise ConfigError(f"{task}: label words share a first token with this tokenizer ({shared}); the soft "
-                          "metric needs distinct first tokens (try leading_space or another tokenizer)")
-    return ids
 
 
 def _as_tensor(x: Any, dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -27,6 +27,8 @@ import types
 from math import isclose
 from typing import NamedTuple
 
+from astra_repro.evaluators.math_verify_check import math_verify_correct
+
 # Bump when any extraction/grading rule changes, so cached scores are not silently mixed.
 MATH_GRADING_VERSION = "math-ref-1"
 
@@ -99,8 +101,6 @@ def math_verify_latex_correct(completion: str, gold: str | None) -> bool:
     the reference extraction; a completion without the marker is passed unchanged (Math-Verify may still find a
     boxed or delimited answer in it).
     """
-    from astra_repro.evaluators.answer_extraction import math_verify_correct
-
     if gold is None:
         return False
     extracted = extract_math_answer_reference(completion)

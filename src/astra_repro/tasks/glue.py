@@ -27,10 +27,9 @@ def space_in_target(tokenizer, task: str) -> bool:
     Llama-3) read a word-initial label word as one distinct token only with its space; a tokenizer whose " word"
     pieces all start with the same space token (character level) keeps LoRA-GA's x as is and the bare word."""
     from astra_repro.errors import ConfigError
-    from astra_repro.evaluators.glue_metrics import label_word_token_ids
 
     try:
-        label_word_token_ids(tokenizer, task, leading_space=True)
+        glue_sources.label_word_token_ids(tokenizer, task, leading_space=True)
         return True
     except ConfigError:
         return False
