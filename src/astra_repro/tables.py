@@ -26,14 +26,7 @@ from astra_repro.paths import PROJECT_ROOT, results_dir
 from astra_repro.report import protocol
 
 PAPER_DIR = PROJECT_ROOT / "results" / "paper"
-# task -> (paper table file, {evaluator: paper column})
-PAPER_TABLES = {
-    "math": ("table2_math_code.csv", {"gsm8k": "gsm8k", "math": "math"}),
-    "code": ("table2_math_code.csv", {"humaneval": "humaneval", "mbpp": "mbpp"}),
-    "commonsense": ("table3_commonsense.csv", {"boolq": "boolq", "piqa": "piqa", "hellaswag": "hellaswag", "winogrande": "winogrande",
-                                               "arc_easy": "arc_e", "arc_challenge": "arc_c", "openbookqa": "obqa"}),
-}
-DEFAULT_PRIMARY_METRIC = "accuracy"
+DEFAULT_PRIMARY_METRIC = "accuracy"  # an evaluator that neither its records nor the registry declare
 
 
 def table_task(record: dict) -> str:
@@ -114,20 +107,28 @@ def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(out_rows), evaluators
 
 
-def paper_reference(task: str, model: str) -> tuple[pd.DataFrame | None, dict]:
-    if task not in PAPER_TABLES:
-        return None, {}
-    filename, columns = PAPER_TABLES[task]
-    paper = pd.read_csv(PAPER_DIR / filename)
-    return paper, columns
+def paper_reference(task: str, primary: dict[str, str]) -> tuple[pd.DataFrame | None, dict]:
+    """The paper's table for this task and {evaluator: its column}: the paper-table layout columns
+    (report/paper_tables.py) that hold an evaluator's primary metric on this task, so the two never disagree."""
+    from astra_repro.report.paper_tables import PAPER_LAYOUTS
+
+    for layout in PAPER_LAYOUTS:
+        columns = {evaluator: column for column, (t, evaluator, metric, *match) in layout.columns.items()
+                   if t == task and not match and primary.get(evaluator) == metric}
+        if columns:
+            return pd.read_csv(PAPER_DIR / layout.paper_csv), columns
+    return None, {}
 
 
 def primary_metrics(records: list[dict]) -> dict[str, str]:
-    """evaluator -> the metric its records name as primary (pass@1 for code, accuracy otherwise)."""
+    """evaluator -> its primary metric as it declares it (pass@1 for code, accuracy otherwise)."""
+    from astra_repro.report.declarations import primary_metric
+
     found = {}
     for r in records:
-        for evaluator, info in r.get("eval_data", {}).items():
-            found.setdefault(evaluator, info.get("primary_metric", DEFAULT_PRIMARY_METRIC))
+        for evaluator in r.get("eval_data", {}):
+            if evaluator not in found:
+                found[evaluator] = primary_metric(r, evaluator, DEFAULT_PRIMARY_METRIC)
     return found
 
 
@@ -139,7 +140,7 @@ def render_table(task: str, model: str, frame: pd.DataFrame, primary: dict[str, 
         frame = frame.assign(method=frame["method"] + " (batch " + frame["batch"].astype("Int64").astype(str) + ")")
     summary, evaluators = summarize(frame)
     primary = {e: (primary or {}).get(e, DEFAULT_PRIMARY_METRIC) for e in evaluators}
-    paper, paper_cols = paper_reference(task, model)
+    paper, paper_cols = paper_reference(task, primary)
     same_model = paper is not None and model in set(paper["model"])
     # Per evaluator: the primary metric, the paper's value when the paper has this model, then its other metrics.
     extra_cols = {

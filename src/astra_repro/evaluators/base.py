@@ -9,14 +9,60 @@ one runs.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Sequence
 
 from omegaconf import DictConfig
 
 from astra_repro.registry import Registry
+
+
+DIRECTIONS = ("higher", "lower")
+DECLARATION_KEY = "declaration"  # EvalResult.info[DECLARATION_KEY]: the evaluator's Declaration, as a dict
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric an evaluator reports, declared once on its class. Reports read it from the record, so a new
+    evaluator needs no entry anywhere else to get labels, significance and its primary column."""
+
+    name: str  # the key in EvalResult.metrics
+    item_field: str | None  # the per-item boolean whose mean (x100) is the metric; None: not a mean (mcc, a count)
+    label: str  # its column header; "{benchmark}" stands for the evaluator's label ("{benchmark}+": HumanEval+)
+    direction: str = "higher"  # which way is better: higher | lower
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"metric {self.name!r}: direction must be one of {DIRECTIONS}, got {self.direction!r}")
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """What an evaluator declares about its results: its label, the per-item field naming an item (the same item
+    has the same id in every run), and its metrics, the primary one (the one tables show first) first."""
+
+    evaluator: str
+    label: str
+    item_id_field: str
+    metrics: tuple[MetricSpec, ...]
+
+    @property
+    def primary_metric(self) -> str:
+        return self.metrics[0].name
+
+    def metric(self, name: str) -> MetricSpec | None:
+        return next((m for m in self.metrics if m.name == name), None)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Declaration:
+        return cls(data["evaluator"], data["label"], data["item_id_field"],
+                   tuple(MetricSpec(**m) for m in data["metrics"]))
 
 
 @dataclass
@@ -42,7 +88,25 @@ class Evaluator(ABC):
     name: ClassVar[str]
     version: ClassVar[str]
     description: ClassVar[str]
-    primary_metric: ClassVar[str] = "accuracy"  # the metric tables show first (code benchmarks: pass@1)
+    label: ClassVar[str]  # how tables and figures name the benchmark (GSM8K, HumanEval, ARC-e)
+    item_id_field: ClassVar[str]  # the per-item field that names an item
+    metrics: ClassVar[tuple[MetricSpec, ...]]  # every metric it reports that a report may show, primary first
+    primary_metric: ClassVar[str]  # derived: metrics[0].name (the metric tables show first)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "metrics" in cls.__dict__:
+            cls.primary_metric = cls.metrics[0].name
+        # Every result carries the declaration, so the record does and a report needs no table of its own; wrapped
+        # here, not left to each evaluate(), so no evaluator can forget it.
+        if "evaluate" in cls.__dict__:
+            cls.evaluate = _writes_declaration(cls.__dict__["evaluate"])
+
+    @classmethod
+    def declaration(cls) -> Declaration:
+        label = cls.label
+        metrics = tuple(MetricSpec(m.name, m.item_field, m.label.format(benchmark=label), m.direction) for m in cls.metrics)
+        return Declaration(cls.name, label, cls.item_id_field, metrics)
 
     def __init__(self, cfg: DictConfig, recipe: str):
         self.cfg = cfg
@@ -75,6 +139,16 @@ class Evaluator(ABC):
             target, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, stop_strings=stop_strings,
             desc=desc or self.name,
         )
+
+
+def _writes_declaration(evaluate):
+    @functools.wraps(evaluate)
+    def wrapper(self: Evaluator, target: EvalTarget) -> EvalResult:
+        result = evaluate(self, target)
+        result.info[DECLARATION_KEY] = type(self).declaration().to_dict()
+        return result
+
+    return wrapper
 
 
 def percent_true(predictions: Sequence[dict], key: str) -> float:

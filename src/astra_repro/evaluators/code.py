@@ -16,7 +16,7 @@ from typing import ClassVar
 from astra_repro.data.prompts import ALPACA_PROMPT
 from astra_repro.data.sources import normalize_records, read_json_records, require_text
 from astra_repro.errors import ConfigError
-from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, percent_true, register_evaluator
+from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, MetricSpec, percent_true, register_evaluator
 from astra_repro.evaluators.code_data import load_code_problems
 from astra_repro.evaluators.code_postprocess import postprocess_completion
 from astra_repro.evaluators.code_scoring import failure_reason, score_with_human_eval_tests
@@ -67,7 +67,13 @@ class CodeEvaluator(Evaluator):
     """Shared by HumanEval and MBPP; subclasses name the dataset."""
 
     dataset: ClassVar[str]
-    primary_metric = "pass@1"
+    item_id_field = "task_id"
+    metrics = (
+        MetricSpec("pass@1", "correct", "{benchmark}"),  # the base tests passed
+        MetricSpec("pass@1_plus", "correct_plus", "{benchmark}+"),  # base and plus tests (None per item without plus)
+        MetricSpec("n_syntax_error", None, "{benchmark} syntax errors", direction="lower"),
+        MetricSpec("n_timeout", None, "{benchmark} timeouts", direction="lower"),
+    )
     version = f"1+ref-postprocess+evalplus{EVALPLUS_PIN}"
 
     def select_prompts(self, problems: dict, n: int | None) -> tuple[list[str], list[str], str]:
@@ -170,6 +176,7 @@ class CodeEvaluator(Evaluator):
 class HumanEval(CodeEvaluator):
     name = "humaneval"
     dataset = "humaneval"
+    label = "HumanEval"
     description = "HumanEval / HumanEval+ pass@1, greedy; reference post-processing, EvalPlus in a sandbox"
 
 
@@ -177,4 +184,5 @@ class HumanEval(CodeEvaluator):
 class MBPP(CodeEvaluator):
     name = "mbpp"
     dataset = "mbpp"
+    label = "MBPP"
     description = "MBPP / MBPP+ (EvalPlus 378-task subset) pass@1, greedy; reference post-processing, EvalPlus in a sandbox"

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from astra_repro.data.sources import warn_synthetic
 from astra_repro.errors import ConfigError
-from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, register_evaluator
+from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, MetricSpec, register_evaluator
 from astra_repro.evaluators.generation import resolve_backend
 from astra_repro.evaluators.lm_eval_tasks.llm_adapters import converted_file
 from astra_repro.evaluators.lm_eval_tasks.specs import BENCHMARKS, Benchmark, local_task_config
@@ -203,7 +203,12 @@ def score(lm, task, limit: int | None, evaluator: str) -> tuple[dict, list[dict]
 class CommonsenseEvaluator(Evaluator):
     """Shared by the eight benchmarks; a subclass only names one (its `name` is a key of BENCHMARKS)."""
 
-    primary_metric = "acc"
+    item_id_field = "doc_id"
+    metrics = (
+        MetricSpec("acc", "correct", "{benchmark}"),
+        MetricSpec("acc_norm", "correct_norm", "{benchmark} (acc_norm)"),
+        MetricSpec("acc_stderr", None, "{benchmark} stderr", direction="lower"),
+    )
     version = f"1+lm-eval{LM_EVAL_PIN}"
     batch_size_auto = True  # lm-eval finds the largest batch that fits (`batch_size: auto`)
 
@@ -301,46 +306,54 @@ class CommonsenseEvaluator(Evaluator):
 @register_evaluator
 class BoolQ(CommonsenseEvaluator):
     name = "boolq"
+    label = "BoolQ"
     description = "BoolQ zero-shot acc via lm-eval (' no'/' yes'; the LLM-Adapters file lacks the passage)"
 
 
 @register_evaluator
 class PIQA(CommonsenseEvaluator):
     name = "piqa"
+    label = "PIQA"
     description = "PIQA zero-shot acc/acc_norm via lm-eval"
 
 
 @register_evaluator
 class HellaSwag(CommonsenseEvaluator):
     name = "hellaswag"
+    label = "HellaSwag"
     description = "HellaSwag zero-shot acc/acc_norm via lm-eval"
 
 
 @register_evaluator
 class WinoGrande(CommonsenseEvaluator):
     name = "winogrande"
+    label = "WinoGrande"
     description = "WinoGrande zero-shot acc via lm-eval (partial scoring)"
 
 
 @register_evaluator
 class ARCEasy(CommonsenseEvaluator):
     name = "arc_easy"
+    label = "ARC-e"
     description = "ARC-Easy zero-shot acc/acc_norm via lm-eval"
 
 
 @register_evaluator
 class ARCChallenge(CommonsenseEvaluator):
     name = "arc_challenge"
+    label = "ARC-c"
     description = "ARC-Challenge zero-shot acc/acc_norm via lm-eval"
 
 
 @register_evaluator
 class OpenBookQA(CommonsenseEvaluator):
     name = "openbookqa"
+    label = "OBQA"
     description = "OpenBookQA zero-shot acc/acc_norm via lm-eval"
 
 
 @register_evaluator
 class SIQA(CommonsenseEvaluator):
     name = "siqa"
+    label = "SIQA"
     description = "Social IQA zero-shot acc via lm-eval (extra column, not in the paper)"

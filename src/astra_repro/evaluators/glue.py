@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from astra_repro.data import glue_sources
-from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, register_evaluator
+from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, MetricSpec, register_evaluator
 from astra_repro.evaluators.glue_metrics import glue_scores, label_word_token_ids, parse_generated_label, soft_predictions
 from astra_repro.models import is_seq2seq
 from astra_repro.recipes import per_recipe
@@ -60,7 +60,13 @@ class Glue(Evaluator):
     name = "glue_dev"
     version = "1+lora-ga-soft"
     description = "GLUE dev accuracy: LoRA-GA's soft label-word logit comparison, generated-label accuracy, CoLA MCC"
-    primary_metric = "accuracy"
+    label = "GLUE dev"
+    item_id_field = "prompt"
+    metrics = (
+        MetricSpec("accuracy", "correct", "{benchmark}"),  # the soft label-word accuracy, the paper's number
+        MetricSpec("accuracy_generated", None, "{benchmark} (generated label)"),
+        MetricSpec("mcc", None, "{benchmark} MCC"),  # CoLA only
+    )
 
     def evaluate(self, target: EvalTarget) -> EvalResult:
         cfg = self.cfg

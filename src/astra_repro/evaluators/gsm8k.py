@@ -7,7 +7,7 @@ from astra_repro.data.prompts import MATH_STOP_STRINGS, math_eval_prompt
 from astra_repro.data.sources import load_gsm8k_eval, normalize_records
 from astra_repro.errors import ConfigError
 from astra_repro.evaluators import answer_extraction as ax
-from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, percent_true, register_evaluator
+from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, MetricSpec, percent_true, register_evaluator
 from astra_repro.recipes import per_recipe
 
 
@@ -33,6 +33,13 @@ class GSM8K(Evaluator):
     name = "gsm8k"
     version = f"1+{ax.EXTRACTION_VERSION}"
     description = "GSM8K pass@1, greedy; reference extraction (strict) + flexible + math-verify"
+    label = "GSM8K"
+    item_id_field = "question"
+    metrics = (
+        MetricSpec("accuracy", "correct", "{benchmark}"),
+        MetricSpec("accuracy_flexible", "correct_flexible", "{benchmark} (flexible)"),
+        MetricSpec("accuracy_math_verify", "correct_math_verify", "{benchmark} (math-verify)"),
+    )
 
     def evaluate(self, target: EvalTarget) -> EvalResult:
         cfg = self.cfg

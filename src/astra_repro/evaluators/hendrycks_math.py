@@ -12,7 +12,7 @@ from astra_repro.data.sources import (
 )
 from astra_repro.errors import ConfigError
 from astra_repro.evaluators import math_grading as mg
-from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, percent_true, register_evaluator
+from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, MetricSpec, percent_true, register_evaluator
 from astra_repro.recipes import per_recipe
 
 # Record formats, told apart by their keys (checked in this order: MATH-500 also has a `solution`).
@@ -101,6 +101,16 @@ class HendrycksMath(Evaluator):
     name = "math"
     version = f"1+{mg.MATH_GRADING_VERSION}"
     description = "MATH pass@1, greedy; reference is_equiv (bug kept) + fixed + math-verify"
+    label = "MATH"
+    item_id_field = "question"
+    metrics = (
+        MetricSpec("accuracy", "correct", "{benchmark}"),
+        MetricSpec("accuracy_fixed", "correct_fixed", "{benchmark} (is_equiv fixed)"),
+        MetricSpec("accuracy_math_verify", "correct_math_verify", "{benchmark} (math-verify)"),
+        MetricSpec("n_no_answer", None, "{benchmark} no answer", direction="lower"),
+        MetricSpec("n_exception_path", None, "{benchmark} on is_equiv's exception path", direction="lower"),
+        MetricSpec("n_exception_path_correct", None, "{benchmark} correct on is_equiv's exception path", direction="lower"),
+    )
 
     def evaluate(self, target: EvalTarget) -> EvalResult:
         cfg = self.cfg

@@ -40,6 +40,7 @@ logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting 
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
+from astra_repro.report.declarations import evaluator_label, primary_metric  # noqa: E402
 from astra_repro.runs import is_synthetic  # noqa: E402
 from astra_repro.selection_labels import DEFAULT_WINDOW_START, selection_label  # noqa: E402
 from matplotlib.colors import to_hex, to_rgb  # noqa: E402
@@ -102,7 +103,6 @@ SELECTION_COLORS: dict[str, str] = {
 SELECTION_ORDER = ["Top", "Upper Quartile (Q3)", "Medium", "Lower Quartile (Q1)", "Tail", "Random"]
 CALIBRATION_TAGS = {"task", "wikitext2"}
 LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
-EVALUATOR_NAMES = {"gsm8k": "GSM8K", "math": "MATH", "humaneval": "HumanEval", "mbpp": "MBPP", "glue_dev": "GLUE dev"}
 GLUE_ORDER = ["mnli", "sst2", "cola", "qnli", "mrpc"]
 GLUE_NAMES = {"mnli": "MNLI", "sst2": "SST-2", "cola": "CoLA", "qnli": "QNLI", "mrpc": "MRPC"}
 LAYER_TYPE_ORDER = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",  # Llama
@@ -255,10 +255,11 @@ def rank_of(record: dict) -> int:
 
 
 def primary_value(record: dict, evaluator: str) -> float | None:
-    """The evaluator's primary metric (eval_data.primary_metric, default accuracy) in %, or None."""
+    """The evaluator's primary metric (as it declares it; default accuracy) in %, or None."""
     metrics = (record.get("metrics") or {}).get(evaluator) or {}
-    primary = ((record.get("eval_data") or {}).get(evaluator) or {}).get("primary_metric") or "accuracy"
-    value = metrics.get(primary)
+    if not metrics:
+        return None
+    value = metrics.get(primary_metric(record, evaluator))
     if value is None and len(metrics) == 1:
         value = next(iter(metrics.values()))
     try:
@@ -578,7 +579,7 @@ def calibration_panel(ax, records: list[dict]) -> str | None:
                hatch=None if source == "task" else "//", edgecolor=color, label=label, capsize=3)
         drew = True
     ax.set_xticks(range(len(evaluators)))
-    ax.set_xticklabels([EVALUATOR_NAMES.get(e, e) for e in evaluators])
+    ax.set_xticklabels([evaluator_label(records, e) for e in evaluators])
     ax.set_xlabel("benchmark")
     ax.set_ylabel("accuracy (%)")
     ax.grid(axis="x", visible=False)
@@ -586,9 +587,9 @@ def calibration_panel(ax, records: list[dict]) -> str | None:
 
 
 def ordered_evaluators(records: list[dict]) -> list[str]:
-    found = {e for r in records for e in (r.get("metrics") or {}) if primary_value(r, e) is not None}
-    order = ["gsm8k", "math"]
-    return [e for e in order if e in found] + sorted(found - set(order))
+    """The evaluators with a primary score, in the order the records list them (a task's own order)."""
+    found = {e: None for r in records for e in (r.get("metrics") or {}) if primary_value(r, e) is not None}
+    return list(found)
 
 
 def figure2(records: list[dict], out: FigureSet) -> list[Drawn]:
@@ -612,7 +613,7 @@ def figure2(records: list[dict], out: FigureSet) -> list[Drawn]:
         panels, notes = [], []
         for i, evaluator in enumerate(evaluators):
             ax = axes[i]
-            name = EVALUATOR_NAMES.get(evaluator, evaluator)
+            name = evaluator_label(main, evaluator)
             ok = rank_panel(ax, main, lambda r, e=evaluator: primary_value(r, e), f"{name} accuracy (%)")
             ax.set_title(f"({letters[i]}) {name} vs rank")
             if ok:

@@ -22,6 +22,7 @@ import pandas as pd
 from astra_repro.paths import PROJECT_ROOT
 from astra_repro.runs import is_synthetic
 from astra_repro.report import protocol, significance
+from astra_repro.report.declarations import metric_label
 from astra_repro.report.display import MISSING, DisplayTable, mean_std, number
 from astra_repro.selection_labels import selection_label
 
@@ -37,8 +38,9 @@ class PaperLayout:
     title: str
     paper_csv: str  # the paper's numbers, one column per entry of `columns`
     columns: dict[str, tuple]
-    headers: dict[str, str]
     paper_rank: int  # the rank of the paper's PEFT rows (Table 8)
+    # a column's header: the evaluator's declared label of its metric (HumanEval+), unless named here (GLUE's tasks)
+    headers: dict[str, str] = field(default_factory=dict)
     extra_columns: dict[str, tuple] = field(default_factory=dict)  # shown, outside Avg
     records: dict = field(default_factory=dict)  # only records with these field values (e.g. the batch size)
     paper_protocol: protocol.PaperProtocol = protocol.NLG  # what the paper ran: a cell departing from it is marked
@@ -54,8 +56,6 @@ TABLE2 = PaperLayout(
         "mbpp": ("code", "mbpp", "pass@1"),
         "mbpp_plus": ("code", "mbpp", "pass@1_plus"),
     },
-    headers={"gsm8k": "GSM8K", "math": "MATH", "humaneval": "HumanEval", "humaneval_plus": "HumanEval+", "mbpp": "MBPP",
-             "mbpp_plus": "MBPP+"},
 )
 # lm-eval `acc` (protocol §3.4). SIQA is trained on (Commonsense170K) but not reported by the paper.
 TABLE3 = PaperLayout(
@@ -69,8 +69,6 @@ TABLE3 = PaperLayout(
         "arc_c": ("commonsense", "arc_challenge", "acc"),
         "obqa": ("commonsense", "openbookqa", "acc"),
     },
-    headers={"boolq": "BoolQ", "piqa": "PIQA", "hellaswag": "HellaSwag", "winogrande": "WinoGrande", "arc_e": "ARC-e",
-             "arc_c": "ARC-c", "obqa": "OBQA", "siqa": "SIQA"},
     extra_columns={"siqa": ("commonsense", "siqa", "acc")},
 )
 GLUE_COLUMNS = {t: ("glue", "glue_dev", "accuracy", {"glue_task": t}) for t in ("mnli", "sst2", "qnli", "cola", "mrpc")}
@@ -89,6 +87,13 @@ TABLE4_PROTOCOL = protocol.NLG
 
 
 # ------------------------------------------------------------------------------------------------- records
+def column_header(layout: PaperLayout, column: str, records: list[dict]) -> str:
+    if column in layout.headers:
+        return layout.headers[column]
+    _, evaluator, metric, *_ = {**layout.columns, **layout.extra_columns}[column]
+    return metric_label(records, evaluator, metric)
+
+
 def column_value(record: dict, spec: tuple) -> float | None:
     """A record's value for a table column, or None when the record does not hold it."""
     task, evaluator, metric, *match = spec
@@ -244,12 +249,12 @@ def layout_table(records: list[dict], layout: PaperLayout, model: str, synthetic
     header = ["method", "rank"]
     column_groups = [("", 2)]
     for column in layout.columns:
-        header += [layout.headers[column], "paper", "Δ"]
-        column_groups.append((layout.headers[column], 3))
+        header += [column_header(layout, column, chosen), "paper", "Δ"]
+        column_groups.append((column_header(layout, column, chosen), 3))
     header += ["Avg", "paper", "Δ"]
     column_groups.append(("Avg", 3))
     for column in layout.extra_columns:
-        header.append(layout.headers[column])
+        header.append(column_header(layout, column, chosen))
         column_groups.append(("", 1))
     shown_rows, data_rows, used = [], [], []
     for group, paper_row in ordered_rows(groups, paper if not synthetic else paper.iloc[0:0], model, layout.paper_rank):
@@ -300,7 +305,7 @@ def layout_table(records: list[dict], layout: PaperLayout, model: str, synthetic
     notes += protocol.table_notes(chosen, (spec[1] for spec in all_columns.values()))
     notes += unplaced_batches(records, layout, model, synthetic)
     if layout.extra_columns:
-        notes.append(f"{', '.join(layout.headers[c] for c in layout.extra_columns)}: not in the paper's table, outside Avg.")
+        notes.append(f"{', '.join(column_header(layout, c, chosen) for c in layout.extra_columns)}: not in the paper's table, outside Avg.")
     title = f"{layout.title} — {model}"
     name = f"{layout.name}_{model}"
     if synthetic:
@@ -349,7 +354,8 @@ def table4(records: list[dict], model: str, synthetic: bool = False) -> DisplayT
     paper = pd.read_csv(PAPER_DIR / "table4_eigen_ablation.csv")
     paper = paper[paper["model"] == model] if not synthetic else paper.iloc[0:0]
     order = list(paper["selection"]) + sorted({k[0] for k in by_selection} - set(paper["selection"]))
-    header = ["selection (paper's label)", "selection (true position)", "GSM8K", "paper", "Δ", "MATH", "paper", "Δ"]
+    labels = [metric_label(chosen, evaluator, metric) for _, evaluator, metric in TABLE4_COLUMNS.values()]
+    header = ["selection (paper's label)", "selection (true position)"] + [h for label in labels for h in (label, "paper", "Δ")]
     shown_rows, data_rows, used = [], [], []
     for paper_label in order:
         keys = [k for k in by_selection if k[0] == paper_label] or [(paper_label, MISSING)]
@@ -380,7 +386,7 @@ def table4(records: list[dict], model: str, synthetic: bool = False) -> DisplayT
     if synthetic:
         name, title = name + "_synthetic", title + ": SYNTHETIC data (a pipeline check)"
     return DisplayTable(name, title, header, shown_rows, pd.DataFrame(data_rows), notes,
-                        [("", 2), ("GSM8K", 3), ("MATH", 3)])
+                        [("", 2)] + [(label, 3) for label in labels])
 
 
 # ------------------------------------------------------------------------------------------------- significance table
@@ -390,7 +396,7 @@ def significance_table(records: list[dict], layout: PaperLayout, model: str) -> 
     groups = group_records(chosen)
     if len(groups) < 2:
         return None
-    header = ["method", "rank", "vs"] + [layout.headers[c] for c in layout.columns]
+    header = ["method", "rank", "vs"] + [column_header(layout, c, chosen) for c in layout.columns]
     shown_rows, data_rows = [], []
     for group in sorted(groups, key=lambda g: (g.method != "base", g.label, g.rank)):
         for reference in ("lora", "astra"):

@@ -5,11 +5,12 @@ whether its difference to LoRA (or to Astra) survives resampling of the test ite
 per-item outcomes every evaluator writes to `predictions.jsonl` and compares two groups of runs item by item.
 
 Per-item outcomes (`item_outcomes`, `load_item_outcomes`)
-    A metric is comparable only when its evaluator writes a per-item boolean whose mean is the metric
-    (`METRIC_FIELDS`): e.g. gsm8k `accuracy` <- `correct`, math `accuracy_fixed` <- `correct_fixed`, code `pass@1`
-    <- `correct` (the BASE tests passed; `pass@1_plus` <- `correct_plus`, base and plus tests), commonsense `acc`
-    <- `correct`, glue_dev `accuracy` <- `correct` (soft label-word accuracy). Items are keyed by `ITEM_ID_FIELDS`
-    (`question`, `task_id`, `doc_id`, `prompt`); a key seen again in the same run gets "#2", "#3", ... in file
+    A metric is comparable only when its evaluator declares a per-item boolean whose mean is the metric (its
+    `MetricSpec.item_field`, read from the record by `report.declarations`): e.g. gsm8k `accuracy` <- `correct`,
+    math `accuracy_fixed` <- `correct_fixed`, code `pass@1` <- `correct` (the BASE tests passed; `pass@1_plus` <-
+    `correct_plus`, base and plus tests), commonsense `acc` <- `correct`, glue_dev `accuracy` <- `correct` (soft
+    label-word accuracy). Items are keyed by the declared `item_id_field` (`question`, `task_id`, `doc_id`,
+    `prompt`); a key seen again in the same run gets "#2", "#3", ... in file
     order, so duplicate questions or prompts stay distinct items. Before any comparison, 100 x the mean of the
     per-item outcomes must equal the record's metric (to 1e-6): otherwise (or when the field is missing or
     None on some item, e.g. `correct_plus` without plus tests, or the metric is not a mean, e.g. CoLA `mcc`)
@@ -60,28 +61,12 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from astra_repro.report.declarations import declaration
 from astra_repro.runs import METRICS_FILE
 
 log = logging.getLogger("astra_repro")
 
 PREDICTIONS_FILE = "predictions.jsonl"
-COMMONSENSE_EVALUATORS = ("boolq", "piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa", "siqa")
-
-# evaluator -> {metric: per-item boolean field whose mean (x100) is the metric}; a metric not listed (pass@1_plus
-# when plus tests were unavailable writes None per item, acc_stderr, mcc, accuracy_generated) has no significance.
-METRIC_FIELDS: dict[str, dict[str, str]] = {
-    "gsm8k": {"accuracy": "correct", "accuracy_flexible": "correct_flexible", "accuracy_math_verify": "correct_math_verify"},
-    "math": {"accuracy": "correct", "accuracy_fixed": "correct_fixed", "accuracy_math_verify": "correct_math_verify"},
-    "humaneval": {"pass@1": "correct", "pass@1_plus": "correct_plus"},
-    "mbpp": {"pass@1": "correct", "pass@1_plus": "correct_plus"},
-    "glue_dev": {"accuracy": "correct"},
-    **{name: {"acc": "correct", "acc_norm": "correct_norm"} for name in COMMONSENSE_EVALUATORS},
-}
-# evaluator -> the field that names an item (the same item has the same id in every run of a context)
-ITEM_ID_FIELDS: dict[str, str] = {
-    "gsm8k": "question", "math": "question", "humaneval": "task_id", "mbpp": "task_id", "glue_dev": "prompt",
-    **{name: "doc_id" for name in COMMONSENSE_EVALUATORS},
-}
 METRIC_TOLERANCE = 1e-6  # |100 x mean(per-item) - record metric| allowed, in percentage points
 
 # ------------------------------------------------------------------------------------------------------- markers
@@ -158,14 +143,18 @@ class ItemOutcomes:
 
 
 # ------------------------------------------------------------------------------------------------ per-item data
-def _read_outcomes(run_dir: Path, evaluator: str, metric: str, expected: float | None) -> ItemOutcomes:
+def _read_outcomes(run_dir: Path, record: dict, evaluator: str, metric: str) -> ItemOutcomes:
     def unavailable(reason: str, level: int = logging.WARNING) -> ItemOutcomes:
         reason = f"{run_dir}: {evaluator} {metric}: {reason}"
         log.log(level, "no significance: %s", reason)
         return ItemOutcomes(None, reason)
 
-    item_field = METRIC_FIELDS.get(evaluator, {}).get(metric)
-    id_field = ITEM_ID_FIELDS.get(evaluator)
+    # the evaluator's declaration says which per-item field the metric is the mean of (none: mcc, counts, stderr)
+    declared = declaration(record, evaluator)
+    spec = declared.metric(metric) if declared is not None else None
+    item_field = spec.item_field if spec is not None else None
+    id_field = declared.item_id_field if declared is not None else None
+    expected = record.get("metrics", {}).get(evaluator, {}).get(metric)
     if item_field is None or id_field is None:
         return unavailable("no per-item field for this metric", logging.INFO)
     if expected is None:
@@ -215,7 +204,7 @@ def load_item_outcomes(run_dir: str | Path, evaluator: str, metric: str) -> Item
         reason = f"{run_dir}: {METRICS_FILE} unreadable ({err})"
         log.warning("no significance: %s", reason)
         return ItemOutcomes(None, reason)
-    return _read_outcomes(run_dir, evaluator, metric, record.get("metrics", {}).get(evaluator, {}).get(metric))
+    return _read_outcomes(run_dir, record, evaluator, metric)
 
 
 def item_outcomes(run_dir: str | Path, evaluator: str, metric: str) -> dict[str, float] | None:
@@ -302,8 +291,7 @@ def _record_outcomes(record: dict, evaluator: str, metric: str, cache: dict | No
     if not record.get("run_dir"):
         result = ItemOutcomes(None, f"record {record.get('run_name', '?')} has no run_dir")
     else:
-        expected = record.get("metrics", {}).get(evaluator, {}).get(metric)
-        result = _read_outcomes(Path(record["run_dir"]), evaluator, metric, expected)
+        result = _read_outcomes(Path(record["run_dir"]), record, evaluator, metric)
     if cache is not None:
         cache[key] = result
     return result
