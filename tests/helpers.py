@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from hydra import compose, initialize_config_dir
 
+from astra_repro.evaluators import EVALUATORS
+from astra_repro.evaluators.commonsense import CommonsenseEvaluator
 from astra_repro.paths import CONFIG_DIR
 
 TINY_OVERRIDES = [
@@ -21,7 +23,7 @@ TINY_OVERRIDES = [
 # Per task: every evaluator shrunk to a few samples (and, for generation, a few tokens).
 GENERATION_SHRINK = {"n.demo": 4, "max_new_tokens.demo": 8, "batch_size.demo": 4}
 LOGLIKELIHOOD_SHRINK = {"n.demo": 4, "batch_size.demo": 4}
-COMMONSENSE_EVALUATORS = ["boolq", "piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa", "siqa"]
+COMMONSENSE_EVALUATORS = [name for name, cls in EVALUATORS if issubclass(cls, CommonsenseEvaluator)]  # the registry's
 TINY_EVALUATORS = {
     "math": {"gsm8k": GENERATION_SHRINK, "math": GENERATION_SHRINK},
     "code": {"humaneval": GENERATION_SHRINK, "mbpp": GENERATION_SHRINK},

@@ -24,6 +24,7 @@ from astra_repro.evaluators.base import EVALUATORS, EvalTarget  # noqa: E402
 from astra_repro.evaluators.lm_eval_tasks.llm_adapters import PREFIXES, iter_docs, record_to_doc  # noqa: E402
 from astra_repro.evaluators.lm_eval_tasks.specs import BENCHMARKS  # noqa: E402
 from astra_repro.paths import PROJECT_ROOT  # noqa: E402
+from test_evaluator_declarations import assert_declared  # noqa: E402
 
 SHARED = PROJECT_ROOT.parent / "shared" / "data" / "commonsense"
 SHARED_COUNTS = {"boolq": 3270, "piqa": 1838, "siqa": 1954, "winogrande": 1267, "arc_easy": 2376, "arc_challenge": 1172, "openbookqa": 500}
@@ -209,6 +210,7 @@ def test_a_constant_choice_scores_the_share_of_that_gold(tmp_path, name, k):
     golds = [gold for _, _, gold in FIXTURES[name]]
     expected = 100.0 * sum(g == k for g in golds) / len(golds)
     assert result.metrics["acc"] == pytest.approx(expected)
+    assert_declared(result, type(evaluator(name)))  # the declaration in the result, its fields in every prediction
     if BENCHMARKS[name].has_acc_norm:  # a 0 beats -10 / length too
         assert result.metrics["acc_norm"] == pytest.approx(expected)
     else:
