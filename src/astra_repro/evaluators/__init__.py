@@ -1,4 +1,5 @@
-"""The evaluator registry. Adding a benchmark: one module here (an `Evaluator` subclass with `@register_evaluator`)
+"""The evaluator registry. Adding a benchmark: one module here (an `Evaluator` subclass with `@register_evaluator`,
+declaring its `label`, `item_id_field` and `metrics`: reports read those from the record, report/ lists no evaluator)
 plus its block under a task's `evaluators` in configs/task/<task>.yaml, and the module name in `_MODULES`."""
 
 import importlib
