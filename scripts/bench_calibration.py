@@ -46,7 +46,7 @@ from astra_repro.data import synthetic_math
 from astra_repro.data.sft import SFTCollator, tokenize_records
 from astra_repro.data.sources import normalize_math_training_record
 from astra_repro.methods import METHODS, HyperParams, InitContext
-from astra_repro.models import load_model
+from astra_repro.models import load_model, model_config
 from astra_repro.paths import CONFIG_DIR, PROJECT_ROOT
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -105,7 +105,7 @@ def calibration_cfg(args, algorithm: str):
 
 
 def fresh_model(args):
-    model_cfg = OmegaConf.load(CONFIG_DIR / "model" / f"{args.model}.yaml")
+    model_cfg = model_config(args.model)
     model, tokenizer = load_model(model_cfg, args.dtype)
     return model.to(args.device), tokenizer
 

@@ -2,7 +2,7 @@
 path before issue 20 (`eval.generation=padded`: HF generate on fixed left-padded batches) against the default
 (`regroup`: finished rows leave the batch, new prompts join), in one run, through the real evaluators.
 
-Each evaluator runs its demo recipe (n, token cap, batch size from configs/task/*.yaml) once per path; the table
+Each evaluator runs at the demo scale (n, token cap, batch size from configs/task_scale/*_demo.yaml) once per path; the table
 gives generation seconds, samples/s, the speed-up, the scores, and how many outputs differ between the paths
 (both are greedy; a difference is an fp32 near-tie that padding flipped). Real data when given, else the
 synthetic stand-ins the evaluators fall back to:
@@ -34,7 +34,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from astra_repro import threads  # noqa: E402
 from astra_repro.evaluators import EvalTarget, get_evaluator  # noqa: E402
-from astra_repro.models import load_model  # noqa: E402
+from astra_repro.models import load_model, model_config
 from astra_repro.paths import CONFIG_DIR, PROJECT_ROOT  # noqa: E402
 
 BENCHMARKS = {"gsm8k": "math", "math": "math", "humaneval": "code"}  # evaluator -> task
@@ -47,7 +47,7 @@ def evaluator_settings(name: str, args) -> OmegaConf:
         overrides.append(f"task.evaluators.{name}.path={Path(path).resolve()}")
     for key, value in (("n", args.n), ("batch_size", args.batch_size), ("max_new_tokens", args.max_new_tokens)):
         if value is not None:
-            overrides.append(f"task.evaluators.{name}.{key}.demo={value}")
+            overrides.append(f"task.evaluators.{name}.{key}={value}")
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose("config", overrides=overrides).task.evaluators[name]
 
@@ -72,15 +72,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     for name in BENCHMARKS:
         parser.add_argument(f"--{name}", help=f"a real {name} test file (default: what the evaluator finds, else synthetic)")
-    parser.add_argument("--n", type=int, help="samples per benchmark (default: the demo recipe's)")
-    parser.add_argument("--batch-size", type=int, help="rows per batch for both paths (default: the demo recipe's)")
-    parser.add_argument("--max-new-tokens", type=int, help="token cap (default: the demo recipe's)")
+    parser.add_argument("--n", type=int, help="samples per benchmark (default: the demo scale's)")
+    parser.add_argument("--batch-size", type=int, help="rows per batch for both paths (default: the demo scale's)")
+    parser.add_argument("--max-new-tokens", type=int, help="token cap (default: the demo scale's)")
     parser.add_argument("--benchmarks", nargs="+", default=list(BENCHMARKS), choices=list(BENCHMARKS))
     parser.add_argument("--out", default=str(PROJECT_ROOT / "results" / "bench" / "scoring.json"))
     args = parser.parse_args()
 
     threads.apply_runtime()
-    model_cfg = OmegaConf.load(CONFIG_DIR / "model" / "smollm2_135m.yaml")
+    model_cfg = model_config("smollm2_135m")
     model, tokenizer = load_model(model_cfg)
     rows = []
     for name in args.benchmarks:

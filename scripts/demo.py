@@ -4,8 +4,8 @@ theorem argues for the SMALLEST. Which one helps, and is the gap more than noise
 
 Rows, all scored on the same held-out problems (GSM8K format):
   base                          the pretrained model as shipped
-  LoRA                          lr 1e-3 (configs/method/lora.yaml, demo recipe)
-  Astra released, 2e-4          method.subspace=largest at lr 2e-4 (configs/method/astra.yaml, demo recipe): its best
+  LoRA                          lr 1e-3 (configs/method/lora.yaml, demo scale)
+  Astra released, 2e-4          method.subspace=largest at lr 2e-4 (configs/method/astra.yaml, demo scale): its best
                                 rate of the grid {2e-4, 1e-3} - at 4e-4 and above its early gradient norms of 20-60
                                 make training diverge (docs/benchmarks.md)
   Astra theorem, 2e-4           method.subspace=smallest at the SAME rate: the two Astra rows differ in the subspace

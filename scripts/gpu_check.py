@@ -76,7 +76,7 @@ from astra_repro.data.sft import SFTCollator, tokenize_records  # noqa: E402
 from astra_repro.data.sources import load_gsm8k_eval, normalize_math_training_record  # noqa: E402
 from astra_repro.errors import ConfigError  # noqa: E402
 from astra_repro.methods import METHODS, HyperParams, InitContext  # noqa: E402
-from astra_repro.models import tiny_tokenizer  # noqa: E402
+from astra_repro.models import model_config, tiny_tokenizer
 from astra_repro.paths import CONFIG_DIR, cache_dir, results_dir  # noqa: E402
 
 # In this order: the slowest and least predictable stage last (the bf16 reference: 224 eigh calls, 64 of them at
@@ -413,9 +413,9 @@ def embedded_model(args) -> tuple:
 
     dtype = args.gen_torch_dtype
     if args.shape == "tiny":
-        model, tokenizer = load_model(OmegaConf.load(CONFIG_DIR / "model" / "tiny_llama.yaml"), args.gen_dtype)
+        model, tokenizer = load_model(model_config("tiny_llama"), args.gen_dtype)
         return model.to(args.device), tokenizer, {"model": "tiny_llama (random weights)", "weights": "random"}
-    cfg = OmegaConf.load(CONFIG_DIR / "model" / "smollm2_135m.yaml")
+    cfg = model_config("smollm2_135m")
     if args.model_dir:
         folder, source = Path(args.model_dir), "--model-dir"
     else:

@@ -17,6 +17,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from astra_repro.models import model_config  # noqa: E402
 from astra_repro.paths import CONFIG_DIR, model_cache_dir  # noqa: E402
 
 INSTALLED_MODELS = model_cache_dir()  # read before any test moves the caches: where `make install` converted
@@ -50,7 +51,7 @@ def isolated_dirs(tmp_path, monkeypatch, request):
 
 @pytest.fixture
 def tiny_model_cfg():
-    return OmegaConf.load(CONFIG_DIR / "model" / "tiny_llama.yaml")
+    return model_config("tiny_llama")
 
 
 @pytest.fixture

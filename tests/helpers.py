@@ -11,18 +11,18 @@ from astra_repro.paths import CONFIG_DIR
 TINY_OVERRIDES = [
     "model=tiny_llama",
     "task.data.synthetic.n_train=64",
-    "task.data.n_train.demo=32",
-    "task.train.demo.max_steps=4",
-    "task.train.demo.global_batch_size=4",
-    "task.train.demo.per_device_batch_size=4",
-    "task.train.demo.save_steps=2",
-    "task.train.demo.max_length=640",
-    "task.calibration_samples.demo=4",
-    "calibration.seq_len.demo=32",
+    "task.data.n_train=32",
+    "task.train.max_steps=4",
+    "task.train.global_batch_size=4",
+    "task.train.per_device_batch_size=4",
+    "task.train.save_steps=2",
+    "task.train.max_length=640",
+    "calibration.n_samples=4",
+    "calibration.seq_len=32",
 ]
 # Per task: every evaluator shrunk to a few samples (and, for generation, a few tokens).
-GENERATION_SHRINK = {"n.demo": 4, "max_new_tokens.demo": 8, "batch_size.demo": 4}
-LOGLIKELIHOOD_SHRINK = {"n.demo": 4, "batch_size.demo": 4}
+GENERATION_SHRINK = {"n": 4, "max_new_tokens": 8, "batch_size": 4}
+LOGLIKELIHOOD_SHRINK = {"n": 4, "batch_size": 4}
 COMMONSENSE_EVALUATORS = [name for name, cls in EVALUATORS if issubclass(cls, CommonsenseEvaluator)]  # the registry's
 TINY_EVALUATORS = {
     "math": {"gsm8k": GENERATION_SHRINK, "math": GENERATION_SHRINK},

@@ -16,7 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from astra_repro import parity
-from astra_repro.models import load_model
+from astra_repro.models import load_model, model_config
 from astra_repro.paths import CONFIG_DIR
 
 pytestmark = [
@@ -33,7 +33,7 @@ def smollm2(tmp_path_factory):
     """A loader of fresh copies of the embedded model, converted at most once per test run (the `slow` mark gives
     every test here the run's shared model folder: tests/conftest.py). The calibration caches go to a module tmp
     folder, shared by this module's tests."""
-    model_cfg = OmegaConf.load(CONFIG_DIR / "model" / "smollm2_135m.yaml")
+    model_cfg = model_config("smollm2_135m")
     return tmp_path_factory.mktemp("parity_cache"), lambda: load_model(model_cfg)
 
 

@@ -53,7 +53,7 @@ def inputs(tmp_path_factory) -> Path:
 
 
 def command_line(override: str, tmp: Path, output_root: Path) -> list[str]:
-    args = ["model=tiny_llama", "task.train.demo.max_steps=1", "skip_eval=true"]
+    args = ["model=tiny_llama", "task.train.max_steps=1", "skip_eval=true"]
     if "output_root=" not in override:  # Hydra refuses a key given twice
         args.append(f"output_root={output_root}")
     return args + override.format(tmp=tmp).split(" ")

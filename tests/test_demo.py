@@ -23,7 +23,7 @@ def test_demo_rows_comparisons_and_closing_lines(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ASTRA_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("ASTRA_CACHE", str(tmp_path / "cache"))
     demo = load_demo()
-    demo.main([*TINY_OVERRIDES, *tiny_evaluator_overrides("math"), "task.evaluators.gsm8k.n.demo=8", "rank=4"])
+    demo.main([*TINY_OVERRIDES, *tiny_evaluator_overrides("math"), "task.evaluators.gsm8k.n=8", "rank=4"])
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("  ") and "%" in line and "McNemar" not in line]
     assert [r.split("  ")[1].strip() for r in rows[:5]] == list(demo.DEMO_ROWS)

@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from astra_repro.models import model_config
 from astra_repro import analysis, runs
 from astra_repro.calibration.statistics import LayerStatistics, effective_rank
 from astra_repro.errors import ConfigError
@@ -81,7 +82,7 @@ def tiny_out_dims() -> dict[str, int]:
 
     from astra_repro.paths import CONFIG_DIR
 
-    m = OmegaConf.load(CONFIG_DIR / "model" / "tiny_llama.yaml")
+    m = model_config("tiny_llama")
     head = m.hidden_size // m.num_heads
     per_layer = {"q_proj": m.hidden_size, "k_proj": m.num_kv_heads * head, "v_proj": m.num_kv_heads * head,
                  "o_proj": m.hidden_size, "gate_proj": m.intermediate_size, "up_proj": m.intermediate_size,

@@ -36,7 +36,7 @@ def test_base_model_is_scored_into_a_record_and_not_redone(capsys):
 
 def test_a_finished_run_is_rescored_from_its_merged_export_on_another_task():
     run_dir = run(tiny_cfg("method=pissa", "skip_eval=true", "rank=4"))
-    out = evaluate([str(run_dir), "task=code", "evaluators=[humaneval]", *tiny_evaluator_overrides("code"), "task.evaluators.humaneval.n.demo=1"])
+    out = evaluate([str(run_dir), "task=code", "evaluators=[humaneval]", *tiny_evaluator_overrides("code"), "task.evaluators.humaneval.n=1"])
     record = read(out)
     assert out.parent.name == "code" and out.name.startswith(f"eval_{run_dir.name}_")
     assert record["method"] == "pissa" and record["method_label"] == "pissa [math run]" and record["rank"] == 4

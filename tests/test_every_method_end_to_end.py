@@ -14,7 +14,7 @@ from astra_repro.models import load_model
 from astra_repro.train import run
 
 # Kept small so all of them fit in the suite's budget; EVA's PEFT loop converges faster at rank 4.
-SHORT = ["task.train.demo.max_steps=1", "skip_eval=true", "rank=4"]
+SHORT = ["task.train.max_steps=1", "skip_eval=true", "rank=4"]
 
 
 @pytest.mark.parametrize("name", METHODS.names())
@@ -48,7 +48,7 @@ RESIDUAL = [name for name, cls in METHODS if cls.residual_modifying]
 
 @pytest.mark.parametrize("name", RESIDUAL)
 def test_exported_plain_lora_matches_trained_model_on_original_base(name, tiny_model_cfg):
-    run_dir = run(tiny_cfg(f"method={name}", "task.train.demo.max_steps=2", "skip_eval=true", "rank=4", "lr=0.01"))
+    run_dir = run(tiny_cfg(f"method={name}", "task.train.max_steps=2", "skip_eval=true", "rank=4", "lr=0.01"))
     plain = run_dir / "export" / "plain_lora"
     config = json.loads((plain / "adapter_config.json").read_text())
     assert config["r"] == 8  # rank 2r

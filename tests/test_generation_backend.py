@@ -7,6 +7,7 @@ import types
 import pytest
 import torch
 
+from astra_repro.models import model_config
 from astra_repro.errors import ConfigError
 from astra_repro.evaluators import EvalTarget
 from astra_repro.evaluators import generation
@@ -71,7 +72,7 @@ def test_with_vllm_available_causal_models_go_to_vllm_but_t5_is_scored_on_the_gp
     from astra_repro.paths import CONFIG_DIR
     from astra_repro.train import evaluate_stage
 
-    model, tokenizer = load_model(OmegaConf.load(CONFIG_DIR / "model" / f"{model_name}.yaml"))
+    model, tokenizer = load_model(model_config(model_name))
     moved = []
     monkeypatch.setattr(generation, "resolve_backend", lambda requested, path: "vllm")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

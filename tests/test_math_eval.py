@@ -148,9 +148,9 @@ def math_cfg(path=None, **overrides):
         "path": str(path) if path else None,
         "hub": {"id": "EleutherAI/hendrycks_math", "split": "test", "configs": ["algebra", "geometry"]},
         "synthetic_seed": 0,
-        "n": {"demo": 50, "paper": None},
-        "max_new_tokens": {"demo": 128, "paper": 2048},
-        "batch_size": {"demo": 50, "paper": 50},
+        "n": 50,
+        "max_new_tokens": 128,
+        "batch_size": 50,
     }
     return OmegaConf.create({**cfg, **overrides})
 
@@ -209,11 +209,10 @@ def test_evaluator_scores_canned_completions_in_every_format(tmp_path, fmt):
     assert [p["extracted"] for p in result.predictions] == ["\\frac{1}{2}", "1800", "x/2", None, "(1, 3)"]
 
 
-def test_n_follows_the_recipe(tmp_path):
+def test_n_takes_the_first_n_and_null_takes_all(tmp_path):
     path = write_math_file(tmp_path / "m.jsonl", "hendrycks")
-    cfg = math_cfg(path, n={"demo": 2, "paper": None})
-    assert run_with_completions(cfg, lambda prompts: ["x"] * len(prompts))[0].info["n_eval"] == 2
-    assert run_with_completions(cfg, lambda prompts: ["x"] * len(prompts), recipe="paper")[0].info["n_eval"] == 5
+    assert run_with_completions(math_cfg(path, n=2), lambda prompts: ["x"] * len(prompts))[0].info["n_eval"] == 2
+    assert run_with_completions(math_cfg(path, n=None), lambda prompts: ["x"] * len(prompts))[0].info["n_eval"] == 5
 
 
 def test_without_file_or_hub_the_synthetic_set_is_used_and_recorded():

@@ -29,7 +29,7 @@ TIMEOUT_S = 240  # one tiny run takes ~20 s here; generous for a loaded machine
 
 def tiny_line(output_root: Path, seed: int, *extra: str) -> str:
     overrides = [o for o in TINY_OVERRIDES if "max_steps" not in o]
-    overrides += ["task.train.demo.max_steps=4", "skip_eval=true", f"seed={seed}", f"output_root={output_root}", *extra]
+    overrides += ["task.train.max_steps=4", "skip_eval=true", f"seed={seed}", f"output_root={output_root}", *extra]
     return " ".join(shlex.quote(o) for o in overrides)  # quoted as sweep.write_manifest quotes them
 
 
@@ -315,7 +315,7 @@ def test_the_layout_is_printed_before_the_processes_start(tmp_path):
     done = subprocess.run(["bash", str(SCRIPT), str(manifest)], cwd=ROOT, env=stub_env(tmp_path, 4, real_preflight=True),
                           capture_output=True, text=True, timeout=TIMEOUT_S)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "[astra_repro] global batch 128 = 32 per device x 1 accumulation x 4 process(es) (task.train.glue)" in done.stdout
+    assert "[astra_repro] global batch 128 = 32 per device x 1 accumulation x 4 process(es) (task.train)" in done.stdout
     assert len(launches(tmp_path)) == 2  # the check, then torchrun
 
 
@@ -325,7 +325,7 @@ def test_a_gpu_count_that_does_not_divide_the_global_batch_is_a_one_line_error(t
                           capture_output=True, text=True, timeout=TIMEOUT_S)
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.splitlines() == [
-        "error: task.train.glue.global_batch_size=32 does not split over 3 processes (WORLD_SIZE); launch a process "
-        "count that divides it (torchrun --nproc_per_node=2 or 4) or set task.train.glue.global_batch_size to a "
+        "error: task.train.global_batch_size=32 does not split over 3 processes (WORLD_SIZE); launch a process "
+        "count that divides it (torchrun --nproc_per_node=2 or 4) or set task.train.global_batch_size to a "
         "multiple of 3"]
     assert [launch["argv"][1] for launch in launches(tmp_path)] == ["astra_repro.training.launch"]  # no torchrun

@@ -13,7 +13,7 @@ from astra_repro.data import synthetic_math
 from astra_repro.data.sources import normalize_math_training_record
 from astra_repro.methods import HyperParams, InitContext, get_method
 from astra_repro.methods.base import lora_layers
-from astra_repro.models import converted_model_problem, load_model
+from astra_repro.models import converted_model_problem, load_model, model_config
 from astra_repro.paths import CONFIG_DIR, cache_dir
 
 pytestmark = [
@@ -24,7 +24,7 @@ pytestmark = [
 
 @pytest.fixture
 def smollm2():
-    return load_model(OmegaConf.load(CONFIG_DIR / "model" / "smollm2_135m.yaml"))
+    return load_model(model_config("smollm2_135m"))
 
 
 def test_embedded_model_converts_once_and_loads(smollm2, embedded_model_cache):

@@ -21,7 +21,7 @@ from astra_repro.calibration.data import build_samples, iterate_model_batches
 from astra_repro.errors import ConfigError
 from astra_repro.methods import get_method
 from astra_repro.methods.base import HyperParams, InitContext, lora_layers
-from astra_repro.models import activation_stream, load_model
+from astra_repro.models import activation_stream, load_model, model_config
 from astra_repro.paths import CONFIG_DIR
 
 TARGETS = ["q", "k", "v", "o", "wi", "wo"]
@@ -50,7 +50,7 @@ def one_thread():
 
 @pytest.fixture
 def t5_cfg():
-    return OmegaConf.load(CONFIG_DIR / "model" / "tiny_t5.yaml")
+    return model_config("tiny_t5")
 
 
 def features(tokenizer, records=RECORDS):
@@ -125,7 +125,7 @@ def test_t5_base_trainable_parameters_match_the_paper(method, use_rslora, use_do
     with torch.device("meta"):  # t5-base's shapes without allocating 223M parameters
         model = T5ForConditionalGeneration(t5_base_shape())
     assert sum(p.numel() for p in model.parameters()) == 222_903_552
-    cfg = OmegaConf.load(CONFIG_DIR / "model" / "t5_base.yaml")
+    cfg = model_config("t5_base")
     ctx = InitContext(
         hp=HyperParams(rank=8, alpha=16, dropout=0.0, target_modules=list(cfg.target_modules), learning_rate=1e-4,
                        use_rslora=use_rslora, use_dora=use_dora),
@@ -139,8 +139,8 @@ def test_t5_base_trainable_parameters_match_the_paper(method, use_rslora, use_do
 
 
 def test_model_configs_and_tiny_t5(t5_cfg):
-    base = OmegaConf.load(CONFIG_DIR / "model" / "t5_base.yaml")
-    assert (base.kind, base.hub_id, base.dtype, base.recipe) == ("seq2seq", "t5-base", "float32", "glue")
+    base = model_config("t5_base")
+    assert (base.kind, base.hub_id, base.dtype) == ("seq2seq", "t5-base", "float32")
     assert list(base.target_modules) == TARGETS == list(t5_cfg.target_modules)
     model, tokenizer = load_model(t5_cfg)
     assert type(model).__name__ == "T5ForConditionalGeneration" and model.config.is_encoder_decoder
@@ -160,7 +160,7 @@ def test_t5_base_offline_names_the_fix():
     if isinstance(try_to_load_from_cache("t5-base", "config.json"), str):
         pytest.skip("t5-base is in the local HF cache")
     with pytest.raises(ConfigError, match="model.path=/local/dir"):
-        load_model(OmegaConf.load(CONFIG_DIR / "model" / "t5_base.yaml"))
+        load_model(model_config("t5_base"))
 
 
 def test_activation_streams(t5_cfg):
@@ -423,15 +423,16 @@ def test_calibration_config_documents_the_seq2seq_option():
 TABLE1 = ["fft", "lora", "dora", "rslora", "pissa", "corda", "loraga", "astra", "milora"]
 
 
-def test_t5_base_recipe_gives_every_table1_method_its_glue_hyperparameters():
-    """Table 7 / App. F.1: r = 8, alpha = 16, lr 1e-4 (DoRA 2e-4); FFT lr 1e-4. Calibration truncates at 128."""
-    from astra_repro.recipes import per_recipe
+def test_t5_base_scale_gives_every_table1_method_its_glue_hyperparameters():
+    """Table 7 / App. F.1: r = 8, alpha = 16, lr 1e-4 (DoRA 2e-4); FFT lr 1e-4. Calibration truncates at 128, with
+    either calibration source."""
+    from hydra import compose, initialize_config_dir
 
-    recipe = OmegaConf.load(CONFIG_DIR / "model" / "t5_base.yaml").recipe
-    for method in TABLE1:
-        hp = per_recipe(OmegaConf.load(CONFIG_DIR / "method" / f"{method}.yaml").hp, recipe)
-        expected = (0, 0) if method == "fft" else (8, 16)
-        assert (hp["rank"], hp["alpha"]) == expected, method
-        assert hp["lr"] == (2.0e-4 if method == "dora" else 1.0e-4), method
-    for name in ("task", "wikitext2"):
-        assert per_recipe(OmegaConf.load(CONFIG_DIR / "calibration" / f"{name}.yaml").seq_len, recipe) == 128
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        for method in TABLE1:
+            cfg = compose("config", overrides=["model=t5_base", "task=glue", f"method={method}"])
+            expected = (0, 0) if method == "fft" else (8, 16)
+            assert (cfg.rank, cfg.alpha) == expected, method
+            assert cfg.lr == (2.0e-4 if method == "dora" else 1.0e-4), method
+        for name in ("task", "wikitext2"):
+            assert compose("config", overrides=["model=t5_base", "task=glue", f"calibration={name}"]).calibration.seq_len == 128

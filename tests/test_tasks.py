@@ -63,8 +63,13 @@ def test_runner_names_no_task():
         assert f'"{name}"' not in source and f"'{name}'" not in source
 
 
-def test_paper_recipe_of_the_code_task_is_the_reference_setup():
-    plan = plan_run(tiny_cfg("task=code", "model=llama2_7b", "method=astra"))
+def test_paper_scale_of_the_code_task_is_the_reference_setup():
+    from hydra import compose, initialize_config_dir
+
+    from astra_repro.paths import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):  # no tiny overrides: they are flat
+        plan = plan_run(compose("config", overrides=["task=code", "model=llama2_7b", "method=astra"]))
     assert plan["calibration"]["n_samples"] == 256 and plan["task"]["data"]["n_train"] == 100000
     assert plan["schedule"]["global_batch_size"] == 128
     assert plan["batch"] == {"global": 128, "per_device": 8, "grad_accum": 16, "world_size": 1}
@@ -84,7 +89,7 @@ def test_math_task_end_to_end_scores_gsm8k_and_math():
 
 
 def test_code_task_end_to_end_offline_trains_on_synthetic_code_and_scores_humaneval(capsys):
-    run_dir = run(tiny_cfg("task=code", "method=lora", "task.evaluators.humaneval.n.demo=2"))
+    run_dir = run(tiny_cfg("task=code", "method=lora", "task.evaluators.humaneval.n=2"))
     record = json.loads((run_dir / "metrics.json").read_text())
     assert run_dir.parent.name == "code"
     assert record["task"] == "code" and record["data"]["data_source"] == "synthetic"
@@ -117,7 +122,7 @@ def test_commonsense_task_end_to_end_offline_scores_eight_benchmarks_through_lm_
 
 def test_glue_task_end_to_end_on_t5_and_on_a_causal_lm():
     for model in ("tiny_t5", "tiny_llama"):
-        cfg = tiny_cfg("task=glue", "method=lora", f"model={model}", "task.glue_task=mnli", "task.train.demo.max_length=128")
+        cfg = tiny_cfg("task=glue", "method=lora", f"model={model}", "task.glue_task=mnli", "task.train.max_length=128")
         run_dir = run(cfg)
         record = json.loads((run_dir / "metrics.json").read_text())
         assert record["task"] == "glue" and record["model"] == model
@@ -133,7 +138,7 @@ def test_glue_task_end_to_end_on_t5_and_on_a_causal_lm():
 @pytest.mark.parametrize("method", ["astra", "corda", "loraga", "dora", "fft"])
 def test_glue_on_t5_runs_every_kind_of_init_through_the_runner(method):
     """Calibration (Astra, CorDA) and gradient (LoRA-GA) inits get the task's seq2seq records and batches."""
-    run_dir = run(tiny_cfg("task=glue", "model=tiny_t5", f"method={method}", "task.glue_task=sst2", "task.train.demo.max_length=128"))
+    run_dir = run(tiny_cfg("task=glue", "model=tiny_t5", f"method={method}", "task.glue_task=sst2", "task.train.max_length=128"))
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["method"] == method and record["task_variant"] == "sst2"
     assert 0.0 <= record["metrics"]["glue_dev"]["accuracy"] <= 100.0 and record["train"]["global_step"] == 4

@@ -11,3 +11,7 @@ __version__ = "0.1.0"
 from astra_repro import threads as _threads  # noqa: E402
 
 _threads.configure_environment()
+
+from astra_repro import resolvers as _resolvers  # noqa: E402  (${mul:...} in configs/scale/*.yaml)
+
+_resolvers.register()

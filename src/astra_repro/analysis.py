@@ -16,7 +16,7 @@ is summed over the layers of each type. Writes `<run>/analysis/effective_rank.js
      "dims": {layer_type: {"layers", "d_out", "max_total" (Σ d_out: the bound of a total)}}, ...}
 
 Calibration: the calibration stage itself (same sampling, prompt, padding, per-sample absmax scaling as Astra's
-init; configs/calibration/task.yaml for the run's recipe), always on the task's own training records, with fp32
+init; configs/calibration/task.yaml for the run's scale), always on the task's own training records, with fp32
 accumulation whatever the model's dtype (the spectrum's small eigenvalues matter here). Layers with more outputs
 than inputs keep input-side statistics M on the fast path; their output covariance is W M Wᵀ, whose eigenvalues
 come from `calibration.statistics.spectrum` without forming the d_out x d_out matrix. The base model's statistics
@@ -136,18 +136,20 @@ def task_config(plan: dict, record: dict):
 
 
 def calibration_spec(plan: dict, samples: int | None, seq_len: int | None, n_pool: int):
-    """The calibration stage's settings for the run's recipe (task source, output side, fp32 accumulation)."""
+    """The calibration stage's settings at the run's scale, as the composed config gives them (task source, output
+    side, fp32 accumulation)."""
+    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     from astra_repro.calibration import CalibrationSpec
     from astra_repro.paths import CONFIG_DIR
-    from astra_repro.recipes import per_recipe, resolve_recipe_tree
 
-    recipe = plan.get("recipe") or plan["model"].get("recipe", "paper")
-    stage = resolve_recipe_tree(OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "calibration" / "task.yaml")), recipe)
+    scale = {"glue": "paper"}.get(plan.get("recipe"), plan.get("recipe") or "paper")  # older records: recipe glue
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"task={plan['task']['name']}", f"scale={scale}", "calibration=task"])
+    stage = OmegaConf.to_container(cfg.calibration, resolve=True)
     if samples is None:
-        task_yaml = OmegaConf.load(CONFIG_DIR / "task" / f"{plan['task']['name']}.yaml")
-        samples = int(per_recipe(task_yaml.get("calibration_samples", {"paper": 256}), recipe))
+        samples = int(stage["n_samples"])
     if samples > n_pool:
         log.warning("effective rank: %d samples asked, the task has %d records; using %d", samples, n_pool, n_pool)
         samples = n_pool
@@ -311,8 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "Figure 3 (python -m astra_repro.report.figures) reads it.")
     er.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="finished run folder(s) with a merged export")
     er.add_argument("--samples", type=int, default=None,
-                    help="calibration samples (default: the task's calibration_samples for the run's recipe)")
-    er.add_argument("--seq-len", type=int, default=None, help="tokens per sample (default: calibration.seq_len of the recipe)")
+                    help="calibration samples (default: calibration.n_samples at the run's scale)")
+    er.add_argument("--seq-len", type=int, default=None, help="tokens per sample (default: calibration.seq_len of the run's scale)")
     er.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the models run (default auto)")
     er.add_argument("--force", action="store_true", help="recompute runs that already have effective_rank.json")
     return parser

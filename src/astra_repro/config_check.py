@@ -4,7 +4,8 @@ A mistake gives one line naming the key, the bad value and the fix (a `ConfigErr
 without a traceback), never a Python traceback from deep inside a stage and never a silently wrong run: `alpha=0`
 would train an adapter whose scaling is 0, `force=maybe` would delete a finished run.
 
-Per-recipe values (`{demo: .., paper: ..}`) are checked for the run's recipe, where a stage will read them.
+Every key is flat (the scale's values are composed in: configs/scale, task_scale, method_scale); a value the
+composition left unset (`???`) is one error naming the keys and the file that sets them for the run's scale.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from astra_repro.threads import WAIT_POLICIES
 BACKENDS = ("auto", "hf", "vllm")
 GENERATION_PATHS = ("regroup", "padded")  # evaluators/decoding.PATHS (not imported: no torch here)
 BF16 = ("auto", True, False)
-# What an evaluator block (task.evaluators.<name>) may set, per recipe or not; each evaluator reads only its own.
+# What an evaluator block (task.evaluators.<name>) may set; each evaluator reads only its own.
 # `n` null = every record, `workers` null = the default; the others must be set when present.
 EVALUATOR_SETTINGS = {
     "n": {"kind": "integer", "minimum": 1, "optional": True},
@@ -36,12 +37,17 @@ EVALUATOR_SETTINGS = {
 
 def check_run_config(cfg: DictConfig) -> None:
     """Raise ConfigError for the first invalid value (keys as the user types them, e.g. `rank`, `method.dropout`)."""
-    recipe = _get(cfg, "model.recipe")
+    check_complete(cfg)
     check_shared_keys(cfg)
-    integer(cfg, "rank", minimum=1, optional=True, example="rank=16")
-    number(cfg, "alpha", positive=True, optional=True, example="alpha=32",
-           why="the adapter's scaling is alpha/rank: 0 trains an adapter that never changes the output")
-    number(cfg, "lr", positive=True, optional=True, example="lr=2e-4")
+    trains = _method_trains(_get(cfg, "method.name"))
+    integer(cfg, "rank", minimum=0, example="rank=16")
+    number(cfg, "alpha", minimum=0.0, example="alpha=32")
+    if _method_uses_peft(_get(cfg, "method.name")):
+        integer(cfg, "rank", minimum=1, example="rank=16")
+        number(cfg, "alpha", positive=True, example="alpha=32",
+               why="the adapter's scaling is alpha/rank: 0 trains an adapter that never changes the output")
+    if trains:  # `base` (no training) carries lr 0
+        number(cfg, "lr", positive=True, example="lr=2e-4")
     for key in ("skip_eval", "wandb.enabled"):
         boolean(cfg, key)
 
@@ -49,47 +55,29 @@ def check_run_config(cfg: DictConfig) -> None:
     number(cfg, "method.dropout", minimum=0.0, below=1.0, example="method.dropout=0.05")
     for key in ("method.use_rslora", "method.use_dora"):
         boolean(cfg, key)
-    hp = _recipe_value(cfg, "method.hp", recipe)
-    if isinstance(hp, Mapping):
-        prefix = f"method.hp.{recipe}"
-        _check_value(f"{prefix}.rank", hp.get("rank"), "integer", minimum=0)
-        _check_value(f"{prefix}.alpha", hp.get("alpha"), "number", minimum=0.0)
-        if _method_trains(_get(cfg, "method.name")):  # `base` (no training) carries lr 0
-            _check_value(f"{prefix}.lr", hp.get("lr"), "number", positive=True)
 
-    # task schedule
-    schedule = _recipe_value(cfg, "task.train", recipe)
-    if isinstance(schedule, Mapping):
-        prefix = f"task.train.{recipe}"
-        # the global batch is the paper's and must be stated; micro-batch and accumulation are derived from it
-        # (training.launch.batch_layout), and a grad_accum set by hand must agree with the derived one
-        _check_value(f"{prefix}.global_batch_size", schedule.get("global_batch_size"), "integer", minimum=1,
-                     example=f"{prefix}.global_batch_size=128")
-        for key, minimum in (("epochs", 0), ("per_device_batch_size", 1), ("grad_accum", 1), ("warmup_steps", 0),
-                             ("max_length", 2), ("save_steps", 1)):
-            if key in schedule:
-                _check_value(f"{prefix}.{key}", schedule[key], "integer", minimum=minimum, optional=key == "grad_accum")
-        if "max_steps" in schedule:
-            steps = schedule["max_steps"]
-            _check_value(f"{prefix}.max_steps", steps, "integer", minimum=-1)
-            if steps == 0:
-                raise ConfigError(f"{prefix}.max_steps=0 trains nothing; use a positive number or -1 (= the epochs)")
-        if "warmup_ratio" in schedule:
-            _check_value(f"{prefix}.warmup_ratio", schedule["warmup_ratio"], "number", minimum=0.0, below=1.0)
-    n_train = _recipe_value(cfg, "task.data.n_train", recipe)
-    if n_train is not None:
-        _check_value(f"task.data.n_train.{recipe}", n_train, "integer", minimum=1)
-    samples = _recipe_value(cfg, "task.calibration_samples", recipe)
-    if samples is not None:
-        _check_value(f"task.calibration_samples.{recipe}", samples, "integer", minimum=1)
+    # task schedule: the global batch is the paper's and must be stated; micro-batch and accumulation are derived from
+    # it (training.launch.batch_layout), and a grad_accum set by hand must agree with the derived one
+    integer(cfg, "task.train.global_batch_size", minimum=1, example="task.train.global_batch_size=128")
+    schedule = _get(cfg, "task.train") or {}
+    for key, minimum in (("epochs", 0), ("per_device_batch_size", 1), ("grad_accum", 1), ("warmup_steps", 0),
+                         ("max_length", 2), ("save_steps", 1)):
+        if key in schedule:
+            integer(cfg, f"task.train.{key}", minimum=minimum, optional=key == "grad_accum")
+    if "max_steps" in schedule:
+        integer(cfg, "task.train.max_steps", minimum=-1)
+        if schedule["max_steps"] == 0:
+            raise ConfigError("task.train.max_steps=0 trains nothing; use a positive number or -1 (= the epochs)")
+    if "warmup_ratio" in schedule:
+        number(cfg, "task.train.warmup_ratio", minimum=0.0, below=1.0)
+    integer(cfg, "task.data.n_train", minimum=1, optional=True)
 
     # calibration (the enumerations are CalibrationSpec's own checks, run by the methods that calibrate)
     if _get(cfg, "calibration") is not None:
+        integer(cfg, "calibration.n_samples", minimum=1, example="calibration.n_samples=64")
+        integer(cfg, "calibration.seq_len", minimum=2, example="calibration.seq_len=128")
         integer(cfg, "calibration.batch_size", minimum=1)
         integer(cfg, "calibration.seed", minimum=0)
-        seq_len = _recipe_value(cfg, "calibration.seq_len", recipe)
-        if seq_len is not None:
-            _check_value(f"calibration.seq_len.{recipe}", seq_len, "integer", minimum=2)
         for key in ("calibration.include_padding", "calibration.center"):
             boolean(cfg, key, optional=True)
 
@@ -101,14 +89,28 @@ def check_run_config(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.bf16={bf16!r} is not valid; use auto, true or false")
 
     # evaluators (a run scores at its end: a bad setting is refused before hours of training, not after)
-    check_evaluator_settings(cfg, recipe)
+    check_evaluator_settings(cfg)
 
 
-def check_eval_config(cfg: DictConfig, recipe: str) -> None:
-    """What `python -m astra_repro.evaluate` reads of the config: the shared keys and the evaluator blocks, for
-    `recipe` (a rescored run's own recipe)."""
+def check_complete(cfg: DictConfig, under: str = "") -> None:
+    """Every value set: a `???` left by the composition means no scale file states it for this run."""
+    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra") and k.startswith(under))
+    if not missing:
+        return
+    scale, task = _get(cfg, "scale"), _get(cfg, "task.name")
+    where = f"configs/task_scale/{task}_{scale}.yaml" if missing[0].startswith(("task.", "calibration.")) else \
+        f"configs/scale/{scale}.yaml"
+    shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+    raise ConfigError(f"{shown} {'is' if len(missing) == 1 else 'are'} not set at scale '{scale}' (no {where}?); "
+                      f"add that file or set {missing[0]}=<value>")
+
+
+def check_eval_config(cfg: DictConfig, recipe: str | None = None) -> None:
+    """What `python -m astra_repro.evaluate` reads of the config: the shared keys and the evaluator blocks (composed at
+    a rescored run's own scale)."""
+    check_complete(cfg, under="task.evaluators")
     check_shared_keys(cfg)
-    check_evaluator_settings(cfg, recipe)
+    check_evaluator_settings(cfg)
 
 
 def check_shared_keys(cfg: DictConfig) -> None:
@@ -135,7 +137,7 @@ def check_runtime(cfg: DictConfig) -> None:
     choice(cfg, "runtime.omp_wait_policy", WAIT_POLICIES)
 
 
-def check_evaluator_settings(cfg: DictConfig, recipe: str | None) -> None:
+def check_evaluator_settings(cfg: DictConfig) -> None:
     """Every evaluator block of the task, before any model is loaded: `n=0` would score nothing and `n=-3` drop the
     last three records silently; `batch_size=0` or `max_new_tokens=abc` would fail after the model is loaded."""
     for name, block in (_get(cfg, "task.evaluators") or {}).items():
@@ -144,7 +146,7 @@ def check_evaluator_settings(cfg: DictConfig, recipe: str | None) -> None:
         for setting, rule in EVALUATOR_SETTINGS.items():
             if setting not in block:
                 continue
-            key, value = _recipe_entry(f"task.evaluators.{name}.{setting}", block[setting], recipe)
+            key, value = f"task.evaluators.{name}.{setting}", block[setting]
             if setting == "batch_size" and value == "auto" and _sizes_its_own_batches(name):
                 continue
             _check_value(key, value, **rule)
@@ -181,8 +183,6 @@ def _check_value(key: str, value: Any, kind: str, minimum=None, below=None, posi
         if optional:
             return
         raise ConfigError(f"{key} is not set; set {key}=<{kind}>")
-    if isinstance(value, Mapping):
-        return  # a per-recipe table without this run's recipe: `recipes.per_recipe` names that where it is read
     hint = f" (e.g. {example})" if example else ""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{key}={value!r} is not {'an integer' if kind == 'integer' else 'a number'}; set {key}=<{kind}>{hint}")
@@ -211,20 +211,20 @@ def _get(cfg, key: str) -> Any:
 
 
 def _method_trains(name: str | None) -> bool:
+    return _method_flag(name, "trains")
+
+
+def _method_uses_peft(name: str | None) -> bool:
+    return _method_flag(name, "uses_peft")
+
+
+def _method_flag(name: str | None, flag: str) -> bool:
     from astra_repro.methods import METHODS
 
     try:
-        return bool(METHODS.get(name).trains)
+        return bool(getattr(METHODS.get(name), flag))
     except Exception:  # an unknown name is reported by the registry itself, with the valid ones
         return True
-
-
-def _recipe_entry(key: str, value: Any, recipe: str | None) -> tuple[str, Any]:
-    """(the key as the user types it, the value) of a setting that may be per recipe: `n.demo` and its entry, or
-    `n` itself."""
-    if isinstance(value, Mapping) and recipe in value:
-        return f"{key}.{recipe}", value[recipe]
-    return key, value
 
 
 def _sizes_its_own_batches(evaluator: str) -> bool:
@@ -232,11 +232,3 @@ def _sizes_its_own_batches(evaluator: str) -> bool:
     from astra_repro.evaluators import EVALUATORS
 
     return evaluator in EVALUATORS and getattr(EVALUATORS.get(evaluator), "batch_size_auto", False)
-
-
-def _recipe_value(cfg, key: str, recipe: str | None) -> Any:
-    """A per-recipe value for the run's recipe ({demo: .., paper: ..} -> the recipe's), or the plain value."""
-    value = _get(cfg, key)
-    if isinstance(value, Mapping) and recipe in value:
-        return value[recipe]
-    return value

@@ -31,11 +31,12 @@ from astra_repro import runs, threads
 from astra_repro.errors import ConfigError
 from astra_repro.evaluators import EvalTarget
 from astra_repro.paths import CONFIG_DIR, results_dir
-from astra_repro.recipes import resolve_recipe_tree
 
 log = logging.getLogger("astra_repro")
 
 
+# Records written before the flat configs name T5-base's GLUE setting `glue`: it is the scale `paper` now.
+RUN_SCALES = {"glue": "paper"}
 RUN_PLAN_KEYS = ("model.name", "model.dtype", "task.name", "method.name", "recipe", "hp.rank", "seed")
 HELP = "python -m astra_repro.evaluate --help"
 
@@ -101,6 +102,8 @@ def describe_target(target: str, overrides: list[str]) -> tuple[dict, list[str]]
             defaults.append(f"model={plan['model']['name']}")
         if not any(o.startswith("task=") for o in overrides):
             defaults.append(f"task={plan['task']['name']}")
+        if not any(o.startswith("scale=") for o in overrides):  # the run's scale: its evaluator sizes
+            defaults.append(f"scale={RUN_SCALES.get(plan['recipe'], plan['recipe'])}")
         return {"kind": "run", "path": str(folder.resolve()), "plan": plan, "record": record}, defaults + overrides
     if (folder / "config.json").exists():
         return {"kind": "model_folder", "path": str(folder.resolve())}, overrides
@@ -166,8 +169,9 @@ def load_target(source: dict, cfg: DictConfig) -> tuple[EvalTarget, dict]:
 
 
 def target_recipe(cfg: DictConfig, source: dict) -> str:
-    """A rescored run keeps its own recipe; anything else takes the configured model's."""
-    return source["plan"]["recipe"] if source["kind"] == "run" else cfg.model.recipe
+    """The scale the evaluators' sizes come from: a rescored run's own (composed with scale=<its scale> unless the
+    command line names another), else the configured model's."""
+    return cfg.scale
 
 
 def evaluation_plan(cfg: DictConfig, source: dict) -> dict:
@@ -181,7 +185,7 @@ def evaluation_plan(cfg: DictConfig, source: dict) -> dict:
     return {
         "source": source_id,
         "recipe": recipe,
-        "task": {"name": task["name"], "evaluators": select_evaluators(resolve_recipe_tree(task["evaluators"], recipe), cfg.get("evaluators"))},
+        "task": {"name": task["name"], "evaluators": select_evaluators(task["evaluators"], cfg.get("evaluators"))},
     }
 
 

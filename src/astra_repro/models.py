@@ -22,12 +22,24 @@ import torch
 from omegaconf import DictConfig
 
 from astra_repro.errors import ConfigError
-from astra_repro.paths import hub_offline, model_cache_dir
+from astra_repro.paths import CONFIG_DIR, hub_offline, model_cache_dir
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MODEL_KINDS = ("causal_lm", "seq2seq")
+
+
+def model_config(name: str) -> DictConfig:
+    """A model's settings (`cfg.model` of a composed run) read straight from configs/model/<name>.yaml, for code that
+    needs a model without composing a whole run (tests, benchmarks, `astra_repro.parity`)."""
+    from omegaconf import OmegaConf
+
+    path = CONFIG_DIR / "model" / f"{name}.yaml"
+    if not path.exists():
+        names = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
+        raise ConfigError(f"no model config '{name}'; valid: {names}")
+    return OmegaConf.load(path).model
 
 
 def torch_dtype(name: str) -> torch.dtype:

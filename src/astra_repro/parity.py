@@ -272,10 +272,10 @@ def main(argv: list[str] | None = None) -> None:
                              "reference: for settings where it would take hours, e.g. 256 x 512 on a CPU)")
     args = parser.parse_args(argv)
 
-    from astra_repro.models import load_model
+    from astra_repro.models import load_model, model_config
     from astra_repro.paths import CONFIG_DIR
 
-    model_cfg = OmegaConf.load(CONFIG_DIR / "model" / f"{args.model}.yaml")
+    model_cfg = model_config(args.model)
     records = load_records(args.data)
     options = dict(option.split("=", 1) for option in args.option)
     calibration = dict(source="task", n_samples=args.n_samples, seq_len=args.seq_len, batch_size=1, seed=42,

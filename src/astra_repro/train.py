@@ -32,7 +32,6 @@ from astra_repro.methods import METHODS, HyperParams, InitContext, get_method
 from astra_repro.models import is_seq2seq, load_model, model_kind, saved_model_folder
 from astra_repro.paths import CONFIG_DIR
 from astra_repro.profiling import run_cost
-from astra_repro.recipes import per_recipe, resolve_recipe_tree
 from astra_repro.tasks import TASKS, get_task
 from astra_repro.training.launch import batch_layout, check_one_process_per_device, export_submitit_env, world_size
 
@@ -48,55 +47,47 @@ NON_SEMANTIC_TRAINER_KEYS = {"name", "logging_steps", "save_total_limit", "datal
 
 # ------------------------------------------------------------------------------------------------- planning
 def plan_run(cfg: DictConfig) -> dict:
-    """Resolve recipe defaults and overrides into the plain dict that names, hashes and records the run."""
-    recipe = cfg.model.recipe
+    """The composed config (flat keys: the scale's values are already in place) as the plain dict that names, hashes
+    and records the run."""
+    scale = cfg.scale
     method_cls = METHODS.get(cfg.method.name)
     task_cls = TASKS.get(cfg.task.name)
     kind = model_kind(cfg.model)
     if kind not in task_cls.model_kinds:
         raise ConfigError(f"task '{task_cls.name}' needs a {' or '.join(task_cls.model_kinds)} model but model={cfg.model.name} is {kind}; pick another model=")
-    method_hp = per_recipe(cfg.method.hp, recipe)
-    rank = int(cfg.rank) if cfg.rank is not None else int(method_hp["rank"])
-    if cfg.alpha is not None:
-        alpha = float(cfg.alpha)
-    elif cfg.rank is not None and method_hp["rank"]:
-        alpha = float(method_hp["alpha"]) * rank / float(method_hp["rank"])  # keep the method's alpha/rank ratio
-    else:
-        alpha = float(method_hp["alpha"])
+    rank = int(cfg.rank)
     if method_cls.uses_peft and rank <= 0:
         raise ConfigError(f"rank must be a positive integer for method '{cfg.method.name}' (got {rank}); set rank=<r>")
     hp = {
         "rank": rank if method_cls.uses_peft else 0,
-        "alpha": alpha if method_cls.uses_peft else 0.0,
-        "learning_rate": float(cfg.lr) if cfg.lr is not None else float(method_hp["lr"]),
+        "alpha": float(cfg.alpha) if method_cls.uses_peft else 0.0,
+        "learning_rate": float(cfg.lr),
         "dropout": float(cfg.method.dropout),
         "use_rslora": bool(cfg.method.use_rslora),
         "use_dora": bool(cfg.method.use_dora),
         "target_modules": list(cfg.model.target_modules),
     }
-    method = {k: v for k, v in OmegaConf.to_container(cfg.method, resolve=True).items() if k not in {"hp", "description"}}
+    method = {k: v for k, v in OmegaConf.to_container(cfg.method, resolve=True).items() if k != "description"}
     task = OmegaConf.to_container(cfg.task, resolve=True)
     plan = {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "recipe": recipe,
+        "recipe": scale,  # the record's name for the scale (records before the flat configs call it so too)
         "task": {
             "name": task["name"],
-            "data": resolve_recipe_tree(task["data"], recipe),
-            "evaluators": select_evaluators(resolve_recipe_tree(task["evaluators"], recipe), cfg.get("evaluators")),
+            "data": task["data"],
+            "evaluators": select_evaluators(task["evaluators"], cfg.get("evaluators")),
         },
-        "schedule": per_recipe(cfg.task.train, recipe),
+        "schedule": task["train"],
         "method": method,
         "hp": hp,
         "trainer": {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if k not in NON_SEMANTIC_TRAINER_KEYS},
         "seed": int(cfg.seed),
     }
     if getattr(method_cls, "needs_calibration", False):
-        calibration = resolve_recipe_tree(OmegaConf.to_container(cfg.calibration, resolve=True), recipe)
-        calibration["n_samples"] = per_recipe(cfg.task.calibration_samples, recipe)
-        plan["calibration"] = calibration
-    # The recipe's global batch over this launch's processes (WORLD_SIZE): micro-batch x accumulation x processes.
+        plan["calibration"] = OmegaConf.to_container(cfg.calibration, resolve=True)
+    # The scale's global batch over this launch's processes (WORLD_SIZE): micro-batch x accumulation x processes.
     # Recorded, but not part of the run's identity (runs.LAUNCH_KEYS): the same run at another process count.
-    plan["batch"] = batch_layout(plan["schedule"], world_size(), f"task.train.{recipe}")
+    plan["batch"] = batch_layout(plan["schedule"], world_size(), "task.train")
     return plan
 
 
@@ -259,7 +250,7 @@ def check_targets_survive_truncation(features: list[dict], plan: dict) -> None:
     if features and empty == len(features):
         raise ConfigError(
             f"every training example is cut before its response at max_length={plan['schedule']['max_length']}; "
-            f"raise task.train.{plan['recipe']}.max_length"
+            "raise task.train.max_length"
         )
     if empty:
         log.warning("%d of %d training examples have no response tokens left after truncation", empty, len(features))

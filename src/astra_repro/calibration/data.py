@@ -63,7 +63,7 @@ def sample_indices(n_records: int, spec: CalibrationSpec) -> list[int]:
     if spec.n_samples > n_records:
         raise ConfigError(
             f"calibration asks for {spec.n_samples} samples but only {n_records} records exist; "
-            "lower the task's calibration_samples"
+            "lower calibration.n_samples"
         )
     # Same stream as the reference's `random.seed(42); random.sample(...)`.
     return random.Random(spec.seed).sample(range(n_records), spec.n_samples)
@@ -155,7 +155,7 @@ def _wikitext2_samples(tokenizer: Any, lines: Sequence[str], spec: CalibrationSp
     if n_blocks == 0:
         raise ConfigError(
             f"wikitext2 calibration text has {len(ids)} tokens, fewer than one block of {spec.seq_len}; "
-            "raise the task's calibration_samples"
+            "raise calibration.n_samples"
         )
     blocks = [ids[i * spec.seq_len : (i + 1) * spec.seq_len][:-1] for i in range(n_blocks)]
     log.info("wikitext2 calibration: %d lines -> %d tokens -> %d blocks of %d", len(chosen), len(ids), n_blocks, spec.seq_len - 1)

@@ -76,7 +76,7 @@ class CalibrationSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(
-                    f"calibration.{name} must be an int, got {value!r} (resolve per-recipe values before calling)"
+                    f"calibration.{name} must be an int, got {value!r}; set calibration.{name}=<integer>"
                 )
         if self.n_samples < 1 or self.batch_size < 1:
             raise ConfigError("calibration.n_samples and calibration.batch_size must be >= 1")
@@ -115,9 +115,7 @@ class CalibrationSpec:
         values.update(overrides)
         for name in ("n_samples", "seq_len"):
             if isinstance(values.get(name), Mapping):
-                raise ConfigError(
-                    f"calibration.{name} is still a per-recipe mapping {values[name]}; resolve it to an int for the run's recipe"
-                )
+                raise ConfigError(f"calibration.{name}={values[name]} is a mapping; set calibration.{name}=<integer>")
         if values.get("padding") is False:  # YAML `none` without quotes is fine; `false` is a common slip
             values["padding"] = "none"
         return cls(**values)

@@ -22,7 +22,6 @@ from astra_repro.evaluators.code_postprocess import postprocess_completion
 from astra_repro.evaluators.code_scoring import failure_reason, score_with_human_eval_tests
 from astra_repro.evaluators.evalplus_runner import EvalPlusScoringError, score_with_evalplus
 from astra_repro.paths import cache_dir
-from astra_repro.recipes import per_recipe
 
 # Our stand-in for the pissa-dataset python test instruction, which we do not have (protocol §3.3).
 CODE_INSTRUCTION_PREFIX = "Create a Python script for this problem:\n"
@@ -94,7 +93,7 @@ class CodeEvaluator(Evaluator):
 
     def score(self, info: dict, problems: dict, task_ids: list[str], completions: list[str]) -> dict:
         solutions = [problems[t]["prompt"] + c for t, c in zip(task_ids, completions)]
-        workers = int(per_recipe(self.cfg.get("workers", 2), self.recipe) or 2)
+        workers = int(self.cfg.get("workers", 2) or 2)
         if info["scorer"] == "evalplus":
             return score_with_evalplus(
                 self.dataset, info["problems_file"],
@@ -109,10 +108,10 @@ class CodeEvaluator(Evaluator):
         problems, info = load_code_problems(self.dataset, cfg.get("path"))
         if problems is None:
             return self.skipped(info)
-        task_ids, prompts, prompt_source = self.select_prompts(problems, per_recipe(cfg.get("n"), self.recipe))
+        task_ids, prompts, prompt_source = self.select_prompts(problems, cfg.get("n"))
         outputs, generation_info = self.generate(
-            target, prompts, max_new_tokens=per_recipe(cfg.max_new_tokens, self.recipe),
-            batch_size=per_recipe(cfg.batch_size, self.recipe), stop_strings=[],
+            target, prompts, max_new_tokens=cfg.max_new_tokens,
+            batch_size=cfg.batch_size, stop_strings=[],
         )
         completions = [postprocess_completion(o) for o in outputs]
         info.update(prompt_source=prompt_source, n_eval=len(task_ids), **generation_info)

@@ -30,7 +30,6 @@ from astra_repro.evaluators.generation import resolve_backend
 from astra_repro.evaluators.lm_eval_tasks.llm_adapters import converted_file
 from astra_repro.evaluators.lm_eval_tasks.specs import BENCHMARKS, Benchmark, local_task_config
 from astra_repro.paths import cache_dir
-from astra_repro.recipes import per_recipe
 
 LM_EVAL_PIN = "0.4.13"
 SOURCES = ("auto", "local", "official", "synthetic")
@@ -291,13 +290,13 @@ class CommonsenseEvaluator(Evaluator):
 
     def evaluate(self, target: EvalTarget) -> EvalResult:
         version = lm_eval_version()
-        n = per_recipe(self.cfg.get("n"), self.recipe)
+        n = self.cfg.get("n")
         if n is not None and (not isinstance(n, int) or n < 1):
             raise ConfigError(f"{self.name}: n must be a positive integer or null (all), got {n!r}")
         task, info = self.choose_task(n)
         if task is None:
             return self.skipped(info)
-        lm, lm_info = lm_for(target, per_recipe(self.cfg.get("batch_size", 16), self.recipe))
+        lm, lm_info = lm_for(target, self.cfg.get("batch_size", 16))
         metrics, predictions = score(lm, task, n, self.name)
         info.update(n_eval=len(predictions), lm_eval_version=version, num_fewshot=0, **lm_info)
         return EvalResult(metrics=metrics, predictions=predictions, info=info)

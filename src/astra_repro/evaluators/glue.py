@@ -19,7 +19,6 @@ from astra_repro.data import glue_sources
 from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, MetricSpec, register_evaluator
 from astra_repro.evaluators.glue_metrics import glue_scores, label_word_token_ids, parse_generated_label, soft_predictions
 from astra_repro.models import is_seq2seq
-from astra_repro.recipes import per_recipe
 from astra_repro.tasks.glue import causal_prompt, glue_pair, space_in_target
 
 
@@ -72,11 +71,11 @@ class Glue(Evaluator):
         cfg = self.cfg
         task = glue_sources.get_task(cfg.glue_task).name
         examples, info = glue_sources.load_glue_split(task, "validation", cfg.data)
-        n = per_recipe(cfg.get("n"), self.recipe)
+        n = cfg.get("n")
         examples = examples[:n] if n else examples
         pairs = [glue_pair(task, ex) for ex in examples]
         labels = [p["label"] for p in pairs]
-        batch_size = int(per_recipe(cfg.batch_size, self.recipe))
+        batch_size = int(cfg.batch_size)
         max_new_tokens = int(cfg.get("max_new_tokens", 5))
         max_length = int(cfg.get("max_length", 128))
         model, tokenizer = target.model, target.tokenizer

@@ -8,7 +8,6 @@ from astra_repro.data.sources import load_gsm8k_eval, normalize_records
 from astra_repro.errors import ConfigError
 from astra_repro.evaluators import answer_extraction as ax
 from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, MetricSpec, percent_true, register_evaluator
-from astra_repro.recipes import per_recipe
 
 
 def gold_value(answer: str) -> str:
@@ -43,13 +42,13 @@ class GSM8K(Evaluator):
 
     def evaluate(self, target: EvalTarget) -> EvalResult:
         cfg = self.cfg
-        n = per_recipe(cfg.n, self.recipe)
+        n = cfg.n
         records, info = load_gsm8k_eval(cfg, n, synthetic_seed=cfg.synthetic_seed, setting=f"task.evaluators.{self.name}.path")
         golds = normalize_records([r["answer"] for r in records], checked_gold, info["data_path"])  # before generating
         prompts = [math_eval_prompt(r["question"]) for r in records]
-        max_new_tokens = per_recipe(cfg.max_new_tokens, self.recipe)
+        max_new_tokens = cfg.max_new_tokens
         outputs, generation_info = self.generate(
-            target, prompts, max_new_tokens=max_new_tokens, batch_size=per_recipe(cfg.batch_size, self.recipe),
+            target, prompts, max_new_tokens=max_new_tokens, batch_size=cfg.batch_size,
             stop_strings=MATH_STOP_STRINGS,
         )
         predictions = []

@@ -13,7 +13,6 @@ from astra_repro.data.sources import (
 from astra_repro.errors import ConfigError
 from astra_repro.evaluators import math_grading as mg
 from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, MetricSpec, percent_true, register_evaluator
-from astra_repro.recipes import per_recipe
 
 # Record formats, told apart by their keys (checked in this order: MATH-500 also has a `solution`).
 FORMAT_FIELDS = {
@@ -114,11 +113,11 @@ class HendrycksMath(Evaluator):
 
     def evaluate(self, target: EvalTarget) -> EvalResult:
         cfg = self.cfg
-        records, info = load_math_eval(cfg, per_recipe(cfg.n, self.recipe), setting=f"task.evaluators.{self.name}.path")
+        records, info = load_math_eval(cfg, cfg.n, setting=f"task.evaluators.{self.name}.path")
         prompts = [r["prompt"] for r in records]
         outputs, generation_info = self.generate(
-            target, prompts, max_new_tokens=per_recipe(cfg.max_new_tokens, self.recipe),
-            batch_size=per_recipe(cfg.batch_size, self.recipe), stop_strings=MATH_STOP_STRINGS,
+            target, prompts, max_new_tokens=cfg.max_new_tokens,
+            batch_size=cfg.batch_size, stop_strings=MATH_STOP_STRINGS,
         )
         predictions = []
         for record, output in zip(records, outputs):

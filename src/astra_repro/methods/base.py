@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class HyperParams:
-    """The values a run actually uses, after recipe defaults and user overrides are resolved."""
+    """The values a run actually uses (lr, rank, alpha as composed for its scale, plus the method's flags)."""
 
     rank: int
     alpha: float

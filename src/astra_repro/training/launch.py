@@ -1,7 +1,7 @@
 """How one launch lays out the paper's global batch over its processes, and how its processes come to exist.
 
-The global batch is an invariant of the run: every task recipe states the one the paper used
-(`task.train.<recipe>.global_batch_size`), and the per-device micro-batch and the gradient accumulation are derived
+The global batch is an invariant of the run: every task_scale file states the one the paper used
+(`task.train.global_batch_size`), and the per-device micro-batch and the gradient accumulation are derived
 from it, the number of processes (`WORLD_SIZE`, set by torchrun, the DeepSpeed launcher or `export_submitit_env`)
 and `per_device_batch_size`, the largest micro-batch one device runs:
 
@@ -10,7 +10,7 @@ and `per_device_batch_size`, the largest micro-batch one device runs:
     grad_accum = share / micro                           (must divide)
 
 so Table 1 (128, at most 128 per device) is 128 x 1 on one GPU, 32 x 1 on four and 16 x 1 on eight, and the math
-recipe (128, at most 8 per device) is 8 x 16, 8 x 4 and 8 x 2. Numbers that do not divide are a one-line
+scale (128, at most 8 per device) is 8 x 16, 8 x 4 and 8 x 2. Numbers that do not divide are a one-line
 ConfigError naming the key to change or the process count to use, never a different global batch.
 
 A single process that sees several GPUs is refused: HF Trainer would wrap the model in DataParallel and split each
@@ -38,10 +38,10 @@ def world_size() -> int:
 
 
 def batch_layout(schedule: Mapping, n_processes: int, prefix: str) -> dict:
-    """{global, per_device, grad_accum, world_size} for a recipe's schedule on `n_processes` processes.
+    """{global, per_device, grad_accum, world_size} for a schedule (task.train) on `n_processes` processes.
 
-    `prefix` is the key the user types (`task.train.<recipe>`), for the error messages. A `grad_accum` in the schedule
-    (only by `+task.train.<recipe>.grad_accum=N`: the recipes leave it out) must equal the derived one."""
+    `prefix` is the key the user types (`task.train`), for the error messages. A `grad_accum` in the schedule
+    (only by `+task.train.grad_accum=N`: the scale files leave it out) must equal the derived one."""
     global_batch, cap = schedule.get("global_batch_size"), schedule.get("per_device_batch_size")
     if global_batch is None:
         raise ConfigError(f"{prefix}.global_batch_size is not set; set it to the paper's global batch "
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
             check_one_process_per_device(plan["batch"]["world_size"])
     except ConfigError as err:
         exit_with(err)
-    print(f"[astra_repro] {describe(plan['batch'])} (task.train.{plan['recipe']})", flush=True)
+    print(f"[astra_repro] {describe(plan['batch'])} (task.train)", flush=True)
 
 
 if __name__ == "__main__":
