@@ -115,3 +115,27 @@ def test_cfg_job_prints_the_resolved_run():
     assert out.returncode == 0, out.stderr
     cfg = OmegaConf.create(out.stdout)
     assert (cfg.rank, cfg.alpha, cfg.lr, cfg.task.train.max_steps, cfg.scale) == (4, 8, 1e-3, 20, "demo")
+
+
+@pytest.mark.parametrize("override, nearest", [
+    ("task.train.max_step=4", "task.train.max_steps"),
+    ("task.train.demo.max_steps=4", "task.train.max_steps"),  # the key before the flat configs
+    ("lrr=1e-4", "lr"),
+    ("task.evaluators.gsm8k.nn=3", "task.evaluators.gsm8k.n"),
+])
+def test_an_unknown_key_is_one_line_naming_the_nearest(override, nearest):
+    from astra_repro.cli import check_override_keys
+
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"^unknown key '{key}'; did you mean {nearest}\? \(a new key is added with "):
+        check_override_keys(["model=tiny_llama", override])
+    check_override_keys(["task=code", "task.evaluators.humaneval.n=3", "+task.train.grad_accum=2", "scale=paper"])
+
+
+def test_an_unknown_key_at_the_entry_point_exits_2_with_one_line(tmp_path, capfd):
+    from entry_points import run_in_process
+
+    outcome = run_in_process("astra_repro.train", ["model=tiny_llama", "task.train.max_step=4"], tmp_path, capfd)
+    assert outcome.returncode == 2
+    assert outcome.stderr.strip() == ("error: unknown key 'task.train.max_step'; did you mean task.train.max_steps? "
+                                      "(a new key is added with +task.train.max_step=...)")

@@ -197,7 +197,7 @@ def output_folder(plan: dict, fields: dict, cfg: DictConfig) -> Path:
 
 
 def evaluate(argv: list[str]) -> Path:
-    from astra_repro.cli import check_config_choices
+    from astra_repro.cli import check_config_choices, check_override_keys
     from astra_repro.config_check import check_eval_config
     from astra_repro.train import print_metrics
 
@@ -205,6 +205,7 @@ def evaluate(argv: list[str]) -> Path:
     target_arg, overrides = parse_argv(argv)
     check_config_choices(overrides)
     source, overrides = describe_target(target_arg, overrides)
+    check_override_keys(overrides)  # with the source run's model / task / scale
     cfg = compose_config(overrides)
     check_eval_config(cfg, target_recipe(cfg, source))  # before a model is loaded or a folder written
     threads.apply_runtime(cfg.get("runtime"))

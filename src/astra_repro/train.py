@@ -594,11 +594,12 @@ def close_process_group() -> None:
 
 
 def main() -> None:
-    from astra_repro.cli import check_config_choices, exit_with
+    from astra_repro.cli import check_config_choices, check_override_keys, exit_with
 
     logging.getLogger("transformers").setLevel(logging.WARNING)
     try:
         check_config_choices(sys.argv[1:])
+        check_override_keys(sys.argv[1:])
     except ConfigError as err:
         exit_with(err)
     hydra_entry()

@@ -133,11 +133,12 @@ def main(argv: list[str] | None = None) -> None:
     is the entry point's one-line error and exit status 2, before any process loads a model."""
     import sys
 
-    from astra_repro.cli import check_config_choices, exit_with
+    from astra_repro.cli import check_config_choices, check_override_keys, exit_with
 
     overrides = sys.argv[1:] if argv is None else list(argv)
     try:
         check_config_choices(overrides)
+        check_override_keys(overrides)
         from hydra import compose, initialize_config_dir
         from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException
