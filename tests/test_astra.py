@@ -1,6 +1,7 @@
 """Astra init: outputs unchanged at init, the factor shapes of the reference (B = V orthonormal, A = VᵀW), the
 eigenvector selections (largest / smallest / windows / random) checked against an independent eigh, options."""
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -215,7 +216,7 @@ def test_bad_options_are_config_errors(tiny_model_cfg, bad):
 def test_dora_is_refused(tiny_model_cfg):
     model, tokenizer = load_model(tiny_model_cfg)
     ctx = make_ctx(tokenizer, tiny_model_cfg.target_modules)
-    ctx.hp.use_dora = True
+    ctx.hp = dataclasses.replace(ctx.hp, use_dora=True)
     with pytest.raises(ConfigError, match="use_dora"):
         Astra().initialize(model, ctx)
 

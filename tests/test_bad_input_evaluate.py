@@ -19,7 +19,8 @@ from helpers import tiny_cfg, tiny_evaluator_overrides
 from omegaconf import DictConfig, OmegaConf
 
 from astra_repro import runs
-from astra_repro.config_check import check_eval_config, check_run_config
+from astra_repro.config_check import check_eval_config
+from astra_repro.spec import RunSpec
 from astra_repro.data import code_sources, commonsense_sources, glue_sources
 from astra_repro.data.sources import read_json_records, read_text
 from astra_repro.errors import ConfigError
@@ -66,7 +67,7 @@ CATALOGUE = [
     ("base method=bogus", r"^unknown method 'bogus'; valid: .*lora.*\(set method=<name>\)$"),
     ("base evaluators=[nope]", r"^evaluators=\['nope'\] are not evaluators of this task; valid: gsm8k, math$"),
     ("base evaluators=3", r"^evaluators=3 is not a name or a list of names"),
-    ("base nosuchkey=1", r"^bad override: Could not override 'nosuchkey'; To append to your config use \+nosuchkey=1"),
+    ("base nosuchkey=1", r"^unknown key 'nosuchkey'.*\(a new key is added with \+nosuchkey=\.\.\.\)$"),
     ("base seed=abc", r"^seed='abc' is not an integer; set seed=<integer>$"),
     ("base eval.backend=bogus", r"^eval\.backend='bogus' is not valid; use one of auto, hf, vllm$"),
     ("base force=maybe", r"^force='maybe' is not a boolean; use force=true or force=false$"),
@@ -219,7 +220,7 @@ def test_evaluator_settings_are_checked_for_every_task(task, override, message):
     with pytest.raises(ConfigError, match=message):
         check_eval_config(cfg, "demo")
     with pytest.raises(ConfigError, match=message):  # a training run scores too: it is refused before training
-        check_run_config(cfg)
+        RunSpec.from_config(cfg)
 
 
 def test_auto_batch_size_is_taken_only_where_lm_eval_sizes_batches():

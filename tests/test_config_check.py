@@ -7,7 +7,7 @@ import pytest
 from helpers import tiny_cfg
 
 from astra_repro import runs
-from astra_repro.config_check import check_run_config
+from astra_repro.spec import RunSpec
 from astra_repro.data.sources import read_json_records
 from astra_repro.errors import ConfigError
 from astra_repro.train import plan_run, run
@@ -49,7 +49,7 @@ BAD_VALUES = [
 def test_bad_values_are_one_line_errors_before_anything_runs(override, message):
     cfg = tiny_cfg(override)
     with pytest.raises(ConfigError, match=message) as err:
-        check_run_config(cfg)
+        RunSpec.from_config(cfg)
     assert "\n" not in str(err.value)
 
 
@@ -57,7 +57,7 @@ def test_the_shipped_configs_pass(tmp_path):
     for override in ([], ["method=astra"], ["method=pissa", "rank=8", "alpha=16", "lr=1e-4"], ["task=glue", "model=tiny_t5"],
                      ["method=corda", "calibration=wikitext2"], ["task=commonsense"], ["task=code", "trainer=ddp"]):
         cfg = tiny_cfg(*override)
-        check_run_config(cfg)
+        RunSpec.from_config(cfg)
         plan_run(cfg)
 
 

@@ -20,13 +20,9 @@ ROOT = Path(astra_repro.__file__).parent
 # Layers that sit below the evaluation and reporting code: data, tasks, init methods and calibration feed training
 # and evaluation, so none of them may know about an evaluator or a report.
 LOWER_LAYERS = ("tasks", "data", "methods", "calibration")
-# Import circles that existed before this test and are not ours to untangle here, each named by its sorted
-# members. Keep it as small as possible: a new circle fails the test, and a fixed one must leave this list.
-ALLOWED_CYCLES: set[tuple[str, ...]] = {
-    # training/launch.py re-plans the run in each launched process through train.plan_run (lazily); the runner's
-    # redesign (issue 21 item 3) moves the planning out of train.py
-    ("astra_repro.train", "astra_repro.training.launch"),
-}
+# Import circles allowed, each named by its sorted members: none (train <-> training.launch went with the run spec,
+# spec.py). A new circle fails the test, and an entry here whose circle is gone fails it too.
+ALLOWED_CYCLES: set[tuple[str, ...]] = set()
 
 
 def module_name(path: Path) -> str:

@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from astra_repro.config_check import check_run_config
+from astra_repro.spec import RunSpec
 from astra_repro.errors import ConfigError
 from astra_repro.paths import CONFIG_DIR
 from astra_repro.train import plan_run
@@ -106,7 +106,7 @@ def test_a_missing_scale_file_is_one_line_naming_it(tmp_path):
     with pytest.raises(ConfigError, match=r"^calibration\.n_samples, calibration\.seq_len, task\.data\.n_train, .* and \d+ "
                                           r"more are not set at scale 'paper' \(no configs/task_scale/code_paper\.yaml\?\); "
                                           r"add that file or set calibration\.n_samples=<value>$"):
-        check_run_config(cfg)
+        RunSpec.from_config(cfg)
 
 
 def test_cfg_job_prints_the_resolved_run():

@@ -16,7 +16,7 @@ import torch
 from helpers import tiny_cfg
 
 from astra_repro import threads
-from astra_repro.config_check import check_run_config
+from astra_repro.spec import RunSpec
 from astra_repro.errors import ConfigError
 from astra_repro.paths import PROJECT_ROOT
 
@@ -95,7 +95,7 @@ def test_the_config_sets_torch_threads_and_a_late_wait_policy_is_reported_not_pr
 ])
 def test_bad_runtime_values_are_one_line_errors(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
-        check_run_config(tiny_cfg(override))
+        RunSpec.from_config(tiny_cfg(override))
 
 
 def test_importing_an_entry_point_sets_passive_before_torch_loads():

@@ -1,4 +1,6 @@
-"""The composed run config, checked before anything runs: every user-settable value that has a type or a range.
+"""The checks of the composed config: every user-settable value that has a type or a range. The run spec is built
+through them (spec.RunSpec.from_config: the checked value is the used value); `python -m astra_repro.evaluate` runs
+the shared and evaluator checks (check_eval_config).
 
 A mistake gives one line naming the key, the bad value and the fix (a `ConfigError`, printed by the entry point
 without a traceback), never a Python traceback from deep inside a stage and never a silently wrong run: `alpha=0`
@@ -33,63 +35,6 @@ EVALUATOR_SETTINGS = {
     "timeout_s": {"kind": "number", "positive": True},
     "synthetic_seed": {"kind": "integer", "minimum": 0},
 }
-
-
-def check_run_config(cfg: DictConfig) -> None:
-    """Raise ConfigError for the first invalid value (keys as the user types them, e.g. `rank`, `method.dropout`)."""
-    check_complete(cfg)
-    check_shared_keys(cfg)
-    trains = _method_trains(_get(cfg, "method.name"))
-    integer(cfg, "rank", minimum=0, example="rank=16")
-    number(cfg, "alpha", minimum=0.0, example="alpha=32")
-    if _method_uses_peft(_get(cfg, "method.name")):
-        integer(cfg, "rank", minimum=1, example="rank=16")
-        number(cfg, "alpha", positive=True, example="alpha=32",
-               why="the adapter's scaling is alpha/rank: 0 trains an adapter that never changes the output")
-    if trains:  # `base` (no training) carries lr 0
-        number(cfg, "lr", positive=True, example="lr=2e-4")
-    for key in ("skip_eval", "wandb.enabled"):
-        boolean(cfg, key)
-
-    # method
-    number(cfg, "method.dropout", minimum=0.0, below=1.0, example="method.dropout=0.05")
-    for key in ("method.use_rslora", "method.use_dora"):
-        boolean(cfg, key)
-
-    # task schedule: the global batch is the paper's and must be stated; micro-batch and accumulation are derived from
-    # it (training.launch.batch_layout), and a grad_accum set by hand must agree with the derived one
-    integer(cfg, "task.train.global_batch_size", minimum=1, example="task.train.global_batch_size=128")
-    schedule = _get(cfg, "task.train") or {}
-    for key, minimum in (("epochs", 0), ("per_device_batch_size", 1), ("grad_accum", 1), ("warmup_steps", 0),
-                         ("max_length", 2), ("save_steps", 1)):
-        if key in schedule:
-            integer(cfg, f"task.train.{key}", minimum=minimum, optional=key == "grad_accum")
-    if "max_steps" in schedule:
-        integer(cfg, "task.train.max_steps", minimum=-1)
-        if schedule["max_steps"] == 0:
-            raise ConfigError("task.train.max_steps=0 trains nothing; use a positive number or -1 (= the epochs)")
-    if "warmup_ratio" in schedule:
-        number(cfg, "task.train.warmup_ratio", minimum=0.0, below=1.0)
-    integer(cfg, "task.data.n_train", minimum=1, optional=True)
-
-    # calibration (the enumerations are CalibrationSpec's own checks, run by the methods that calibrate)
-    if _get(cfg, "calibration") is not None:
-        integer(cfg, "calibration.n_samples", minimum=1, example="calibration.n_samples=64")
-        integer(cfg, "calibration.seq_len", minimum=2, example="calibration.seq_len=128")
-        integer(cfg, "calibration.batch_size", minimum=1)
-        integer(cfg, "calibration.seed", minimum=0)
-        for key in ("calibration.include_padding", "calibration.center"):
-            boolean(cfg, key, optional=True)
-
-    # trainer
-    number(cfg, "trainer.max_grad_norm", minimum=0.0, optional=True)
-    number(cfg, "trainer.weight_decay", minimum=0.0, optional=True)
-    bf16 = _get(cfg, "trainer.bf16")
-    if bf16 not in BF16:
-        raise ConfigError(f"trainer.bf16={bf16!r} is not valid; use auto, true or false")
-
-    # evaluators (a run scores at its end: a bad setting is refused before hours of training, not after)
-    check_evaluator_settings(cfg)
 
 
 def check_complete(cfg: DictConfig, under: str = "") -> None:
@@ -153,28 +98,54 @@ def check_evaluator_settings(cfg: DictConfig) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- checks
-def integer(cfg, key: str, minimum: int | None = None, optional: bool = False, example: str | None = None) -> None:
-    _check_value(key, _get(cfg, key), "integer", minimum=minimum, optional=optional, example=example)
+# The checked accessors: each returns the value it checked (the run spec is built from them, spec.py).
+def integer(cfg, key: str, minimum: int | None = None, optional: bool = False, example: str | None = None) -> int | None:
+    value = _get(cfg, key)
+    _check_value(key, value, "integer", minimum=minimum, optional=optional, example=example)
+    return None if value is None else int(value)
 
 
 def number(cfg, key: str, minimum: float | None = None, below: float | None = None, positive: bool = False,
-           optional: bool = False, example: str | None = None, why: str | None = None) -> None:
-    _check_value(key, _get(cfg, key), "number", minimum=minimum, below=below, positive=positive, optional=optional,
+           optional: bool = False, example: str | None = None, why: str | None = None) -> float | None:
+    value = _get(cfg, key)
+    _check_value(key, value, "number", minimum=minimum, below=below, positive=positive, optional=optional,
                  example=example, why=why)
+    return None if value is None else float(value)
 
 
-def boolean(cfg, key: str, optional: bool = False) -> None:
+def boolean(cfg, key: str, optional: bool = False) -> bool | None:
     value = _get(cfg, key)
     if value is None and optional:
-        return
+        return None
     if not isinstance(value, bool):
         raise ConfigError(f"{key}={value!r} is not a boolean; use {key}=true or {key}=false")
+    return value
 
 
-def choice(cfg, key: str, valid: tuple) -> None:
+def choice(cfg, key: str, valid: tuple):
     value = _get(cfg, key)
     if value not in valid:
         raise ConfigError(f"{key}={value!r} is not valid; use one of {', '.join(map(str, valid))}")
+    return value
+
+
+def bf16(cfg):
+    value = _get(cfg, "trainer.bf16")
+    if value not in BF16:
+        raise ConfigError(f"trainer.bf16={value!r} is not valid; use auto, true or false")
+    return value
+
+
+def max_steps(cfg) -> int:
+    steps = integer(cfg, "task.train.max_steps", minimum=-1)
+    if steps == 0:
+        raise ConfigError("task.train.max_steps=0 trains nothing; use a positive number or -1 (= the epochs)")
+    return steps
+
+
+def get(cfg, key: str) -> Any:
+    """The plain value at a dotted key (None when absent)."""
+    return _get(cfg, key)
 
 
 def _check_value(key: str, value: Any, kind: str, minimum=None, below=None, positive: bool = False,

@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from astra_repro import runs, threads
-from astra_repro.config_check import check_run_config
+from astra_repro.spec import RunSpec
 from astra_repro.errors import ConfigError, FolderInUse
 from astra_repro.evaluators import EvalTarget, get_evaluator
 from astra_repro.methods import METHODS, HyperParams, InitContext, get_method
@@ -273,7 +273,7 @@ def count_parameters(model) -> tuple[int, int]:
 
 
 def run(cfg: DictConfig) -> Path:
-    check_run_config(cfg)
+    RunSpec.from_config(cfg)  # checked (the stages are rewired to receive the spec next)
     threads.apply_runtime(cfg.get("runtime"))  # torch's threads for this run; the wait policy was set at import
     wall_start = time.time()
     plan = plan_run(cfg)

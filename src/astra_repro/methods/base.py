@@ -21,9 +21,10 @@ from astra_repro.registry import Registry
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class HyperParams:
-    """The values a run actually uses (lr, rank, alpha as composed for its scale, plus the method's flags)."""
+    """The values a run actually uses (lr, rank, alpha as composed for its scale, plus the method's flags); frozen:
+    built once, in the run spec (spec.py)."""
 
     rank: int
     alpha: float

@@ -143,10 +143,9 @@ def main(argv: list[str] | None = None) -> None:
         from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException
 
-        from astra_repro.config_check import check_run_config
         from astra_repro.methods import METHODS
         from astra_repro.paths import CONFIG_DIR
-        from astra_repro.train import plan_run
+        from astra_repro.spec import RunSpec
 
         try:
             with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -154,13 +153,12 @@ def main(argv: list[str] | None = None) -> None:
         except (HydraException, OmegaConfBaseException) as err:  # Hydra's own message, as the entry point gives it
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
-        check_run_config(cfg)
-        plan = plan_run(cfg)
-        if METHODS.get(plan["method"]["name"]).trains:
-            check_one_process_per_device(plan["batch"]["world_size"])
+        spec = RunSpec.from_config(cfg)
+        if METHODS.get(spec.method["name"]).trains:
+            check_one_process_per_device(spec.batch["world_size"])
     except ConfigError as err:
         exit_with(err)
-    print(f"[astra_repro] {describe(plan['batch'])} (task.train)", flush=True)
+    print(f"[astra_repro] {describe(spec.batch)} (task.train)", flush=True)
 
 
 if __name__ == "__main__":
