@@ -69,7 +69,7 @@ def test_with_vllm_available_causal_models_go_to_vllm_but_t5_is_scored_on_the_gp
 
     from astra_repro.models import load_model
     from astra_repro.paths import CONFIG_DIR
-    from astra_repro.train import evaluate_stage
+    from astra_repro.evaluators.stage import evaluate_stage
 
     model, tokenizer = load_model(OmegaConf.load(CONFIG_DIR / "model" / f"{model_name}.yaml"))
     moved = []

@@ -70,6 +70,15 @@ class Method(ABC):
     # model with the initial adapter, and export converts the trained adapter into a plain rank-2r LoRA.
     residual_modifying: ClassVar[bool] = False
 
+    @property
+    def artifact_kind(self) -> str:
+        """What a run folder keeps of this method, read from the two flags above (astra_repro.artifacts saves and
+        loads each kind): the whole model ("full"), an adapter on the original base ("adapter"), or an adapter
+        on the saved residual base ("adapter_on_residual")."""
+        if not self.uses_peft:
+            return "full"
+        return "adapter_on_residual" if self.residual_modifying else "adapter"
+
     def lora_config(self, ctx: InitContext, model: torch.nn.Module | None = None, **overrides) -> LoraConfig:
         """PEFT LoraConfig for the run. PEFT's task type comes from the model (SEQ_2_SEQ_LM for an encoder-decoder,
         CAUSAL_LM otherwise) unless the method YAML sets `task_type`; pass the model so seq2seq models get theirs."""

@@ -20,7 +20,9 @@ micro-batch over them, training at a multiple of the planned batch while every l
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
+from pathlib import Path
 
 from astra_repro.errors import ConfigError
 
@@ -35,6 +37,15 @@ def world_size() -> int:
     if size < 1:
         raise ConfigError(f"WORLD_SIZE={value!r} is not a positive process count; launch with torchrun --nproc_per_node=<N>")
     return size
+
+
+def wait_for(path: Path, what: str, timeout_s: float = 6 * 3600) -> None:
+    """Non-zero ranks wait for rank 0 to finish a single-process stage (calibration + init)."""
+    start = time.time()
+    while not path.exists():
+        if time.time() - start > timeout_s:
+            raise RuntimeError(f"timed out waiting for {what} ({path})")
+        time.sleep(5)
 
 
 def batch_layout(schedule: Mapping, n_processes: int, prefix: str) -> dict:
