@@ -95,14 +95,6 @@ def stage_record(folder: Path) -> dict:
     return read_json(Path(folder) / COMPLETE_FILE)
 
 
-def mark_stage_done(folder: Path, record: dict | None = None) -> None:
-    """Write `folder`'s COMPLETE marker: the JSON `record`, or an empty file when the stage keeps none (export)."""
-    if record is None:
-        atomic_write_text(Path(folder) / COMPLETE_FILE, "")
-    else:
-        atomic_write_json(Path(folder) / COMPLETE_FILE, record)
-
-
 @contextmanager
 def stage_folder(folder: Path, clear: bool = True, mark: bool = True) -> Iterator[dict]:
     """Write one stage's folder: a kill -9 can stop the body anywhere, so COMPLETE is written last and only when
@@ -111,14 +103,18 @@ def stage_folder(folder: Path, clear: bool = True, mark: bool = True) -> Iterato
     `mark=False` neither removes nor writes the marker (a rank other than 0: rank 0 owns it). Yields a dict: what
     the body puts in it becomes the marker's JSON record; left empty, the marker is an empty file (export)."""
     folder = Path(folder)
-    if clear and folder.exists():
-        shutil.rmtree(folder)
+    if clear:
+        if folder.exists():
+            shutil.rmtree(folder)
     elif mark:  # a kept folder is rewritten: it is no longer whole until the body returns
         (folder / COMPLETE_FILE).unlink(missing_ok=True)
     record: dict = {}
     yield record
     if mark:
-        mark_stage_done(folder, record or None)
+        if record:
+            atomic_write_json(folder / COMPLETE_FILE, record)
+        else:
+            atomic_write_text(folder / COMPLETE_FILE, "")
 
 
 def mark_failed(folder: Path, err: BaseException) -> None:
