@@ -20,7 +20,7 @@ rounding decides): docs/astra_fidelity.md D13.
 
 The released selection calibrates in the model's dtype (fp32 here, the reference's arithmetic); the theorem's in
 float64 (accumulate_dtype auto); its two rows differ only in the learning rate, so the second reuses the first's
-saved init (train.init_identity), and every row shares one model conversion. Finished runs are reused (their
+saved init (artifacts.init_identity), and every row shares one model conversion. Finished runs are reused (their
 records exist), so a second `make demo` only prints. Extra
 Hydra overrides can follow:
     .venv/bin/python scripts/demo.py seed=1

@@ -15,10 +15,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from astra_repro.models import model_config  # noqa: E402
-from astra_repro.paths import CONFIG_DIR, model_cache_dir  # noqa: E402
+from astra_repro.paths import model_cache_dir  # noqa: E402
 
 INSTALLED_MODELS = model_cache_dir()  # read before any test moves the caches: where `make install` converted
 

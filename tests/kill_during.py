@@ -83,9 +83,9 @@ def kill_in_export() -> None:
 
 
 def kill_in_evaluation() -> None:
-    from astra_repro import train
+    from astra_repro.evaluators import stage
 
-    on_call(train, "get_evaluator", 2, lambda original, *a, **k: die())
+    on_call(stage, "get_evaluator", 2, lambda original, *a, **k: die())
 
 
 KILLERS = {"calibration": kill_in_calibration, "init": kill_in_init, "training": kill_in_training,

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from astra_repro.calibration import CalibrationSpec, collect_covariances
 from astra_repro.errors import ConfigError
-from astra_repro.methods.astra import astra_options, OPTIONS, Astra
+from astra_repro.methods.astra import astra_options, Astra
 from astra_repro.methods.base import METHODS, HyperParams, InitContext, lora_layers
 from astra_repro.models import load_model
 from astra_repro.paths import CONFIG_DIR
@@ -225,5 +225,5 @@ def test_dora_is_refused(tiny_model_cfg):
 def test_yaml_documents_every_option(yaml):
     cfg = OmegaConf.load(CONFIG_DIR / "method" / f"{yaml}.yaml")
     assert cfg.name == "astra"
-    assert set(OPTIONS) <= set(cfg), f"{yaml}.yaml lacks {set(OPTIONS) - set(cfg)}"
+    assert set(Astra.options) <= set(cfg), f"{yaml}.yaml lacks {set(Astra.options) - set(cfg)}"
     assert "hp" not in cfg  # hyper-parameters come from the scale (tests/test_scale_composition.py checks them)

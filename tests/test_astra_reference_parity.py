@@ -12,12 +12,9 @@ reference's eigenvectors by a fixed basis; every module is checked here for that
 import importlib.util
 
 import pytest
-import torch
-from omegaconf import OmegaConf
 
 from astra_repro import parity
 from astra_repro.models import load_model, model_config
-from astra_repro.paths import CONFIG_DIR
 
 pytestmark = [
     pytest.mark.slow,

@@ -33,7 +33,7 @@ CATALOGUE = [(override, message) for override, message in BAD_VALUES] + [
     ("task.data.path={tmp}/latin1.jsonl", r"latin1\.jsonl: not UTF-8 text"),
     ("task.data.path={tmp}/notjson.jsonl", r"notjson\.jsonl:1: not a JSON object"),
     ("task.data.path={tmp}/scalar.json", r"scalar\.json:1: a str, not a JSON object with the record's fields$"),
-    ("method=astra method.subspace=middle", r"^method\.subspace 'middle' is not valid for astra; valid: "),
+    ("method=astra method.subspace=middle", r"^method\.subspace='middle' is not valid for astra; valid: "),
     ("method=astra method.use_dora=true", r"^astra does not combine with DoRA; set method\.use_dora=false$"),
     ("output_root={tmp}/a_file/runs", r"^cannot write to .*a_file.*; set output_root=<a writable folder>$"),
 ]

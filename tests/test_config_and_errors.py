@@ -10,7 +10,7 @@ from helpers import tiny_cfg
 from astra_repro.errors import ConfigError
 from astra_repro.methods import METHODS
 from astra_repro.paths import CONFIG_DIR
-from astra_repro.train import plan_run
+from astra_repro.spec import plan_run
 
 
 def test_default_config_is_the_embedded_model_at_the_demo_scale():

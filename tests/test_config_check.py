@@ -10,7 +10,8 @@ from astra_repro import runs
 from astra_repro.spec import RunSpec
 from astra_repro.data.sources import read_json_records
 from astra_repro.errors import ConfigError
-from astra_repro.train import plan_run, run
+from astra_repro.spec import plan_run
+from astra_repro.train import run
 
 BAD_VALUES = [
     ("rank=abc", r"^rank='abc' is not an integer; set rank=<integer> \(e\.g\. rank=16\)$"),

@@ -17,7 +17,6 @@ import torch
 from safetensors.torch import load_file
 from helpers import TINY_OVERRIDES
 
-from astra_repro.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed not installed")
 

@@ -78,9 +78,7 @@ def tiny_run(tmp_path_factory):
 
 
 def tiny_out_dims() -> dict[str, int]:
-    from omegaconf import OmegaConf
 
-    from astra_repro.paths import CONFIG_DIR
 
     m = model_config("tiny_llama")
     head = m.hidden_size // m.num_heads

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import TINY_OVERRIDES, tiny_cfg, tiny_evaluator_overrides
+from helpers import tiny_cfg, tiny_evaluator_overrides
 
 from astra_repro import runs
 from astra_repro.errors import ConfigError

@@ -66,11 +66,9 @@ def test_hf_backend_needs_the_model_in_memory():
 
 @pytest.mark.parametrize("model_name, moved_to_gpu", [("tiny_t5", True), ("tiny_llama", False)])
 def test_with_vllm_available_causal_models_go_to_vllm_but_t5_is_scored_on_the_gpu_in_memory(monkeypatch, tmp_path, model_name, moved_to_gpu):
-    from omegaconf import OmegaConf
 
     from astra_repro.models import load_model
-    from astra_repro.paths import CONFIG_DIR
-    from astra_repro.train import evaluate_stage
+    from astra_repro.evaluators.stage import evaluate_stage
 
     model, tokenizer = load_model(model_config(model_name))
     moved = []

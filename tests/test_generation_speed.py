@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from transformers import StoppingCriteriaList
 
 from astra_repro.config_check import GENERATION_PATHS
@@ -21,7 +20,6 @@ from astra_repro.data.prompts import MATH_STOP_STRINGS, math_eval_prompt
 from astra_repro.errors import ConfigError
 from astra_repro.evaluators import EvalTarget, decoding, generation
 from astra_repro.models import load_model, model_config
-from astra_repro.paths import CONFIG_DIR
 
 REAL_PROMPTS = Path(__file__).parent / "golden" / "real_math_prompts.jsonl"
 

@@ -7,7 +7,9 @@ import torch
 from helpers import tiny_cfg
 from safetensors.torch import load_file
 
-from astra_repro.train import init_identity, plan_run, run
+from astra_repro.artifacts import init_identity
+from astra_repro.spec import plan_run
+from astra_repro.train import run
 
 FAST = ["method=astra", "skip_eval=true", "method.subspace=smallest"]
 

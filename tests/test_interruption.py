@@ -101,7 +101,6 @@ def test_kill_9_in_a_stage_then_rerun_gives_the_uninterrupted_result(tmp_path, u
 # ------------------------------------------------------------------------------------------------- the file checks
 def save_tiny(folder: Path) -> Path:
     import torch
-    from omegaconf import OmegaConf
 
     from astra_repro.models import build_tiny_llama
 
@@ -191,7 +190,7 @@ def test_a_saved_init_cut_short_after_it_was_marked_complete_is_redone(tmp_path,
 
 
 def test_an_evaluator_result_is_reused_only_with_the_same_settings(tmp_path):
-    from astra_repro.train import finished_evaluator
+    from astra_repro.evaluators.stage import finished_evaluator
 
     part = tmp_path / "gsm8k.json"
     runs.atomic_write_json(part, {"settings": {"n": 4}, "version": "1", "metrics": {"accuracy": 50.0}})

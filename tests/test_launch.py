@@ -18,9 +18,10 @@ import torch
 from helpers import TINY_OVERRIDES, tiny_cfg
 
 from astra_repro.errors import ConfigError
-from astra_repro.train import plan_run, run
+from astra_repro.spec import plan_run
+from astra_repro.train import run
 from astra_repro.training import launch
-from astra_repro.training.launch import batch_layout
+from astra_repro.training.batch import batch_layout
 
 PREFIX = "task.train"
 

@@ -253,12 +253,12 @@ def test_a_synthetic_evaluation_set_never_fills_a_paper_table_cell(tmp_path):
 
 def test_glue_tables_check_their_own_batch_recipe_and_split(tmp_path):
     write_run(tmp_path, "glue", "t5_base", "lora", 8, 1, {"glue_dev": 85.0}, glue_task="sst2", n_items=100,
-              global_batch_size=32, recipe="paper", eval_info={"glue_dev": {"n_examples": 872}})
+              global_batch_size=32, recipe="demo", eval_info={"glue_dev": {"n_examples": 872}})
     table9 = tables_of(tmp_path)["table9_t5_base"]
     cell = row(table9, "lora", "8")[table9.columns.index("SST-2")]
     assert cell == "85.00 [1] ‖°" and row(table9, "lora", "8")[table9.columns.index("SST-2") + 2] == "n/c"
     assert any("glue_dev: 100 of 872 items scored" in n for n in table9.notes)
-    assert any("recipe paper (paper: glue)" in n for n in table9.notes)
+    assert any("recipe demo (paper: paper)" in n for n in table9.notes)  # GLUE's protocol is the paper scale
     record = runs.load_records(tmp_path)[0]
     record["data"].update(n_train=256, n_pool=67349)
     assert "trained on 256 examples (paper: the whole training split)" in protocol.record_departures(
@@ -352,3 +352,13 @@ def test_runs_at_different_learning_rates_are_separate_groups():
                for lr in (2e-4, 1e-3)] + [{"method": "lora", "rank": 16, "learning_rate": 1e-3, "seed": s} for s in (1, 2)]
     groups = {g.label: len(g.records) for g in group_records(records)}
     assert groups == {"astra (Top) @0.0002": 1, "astra (Top) @0.001": 1, "lora": 2}
+
+
+def test_glue_records_from_before_the_flat_configs_follow_the_protocol(tmp_path):
+    """Issue 21: records written before the flat configs name T5-base's GLUE scale `glue`; new ones `paper`. Both are
+    the GLUE protocol (no ° mark); `demo` is not."""
+    for seed, recipe in enumerate(("glue", "paper", "demo")):
+        write_run(tmp_path, "glue", "t5_base", "lora", 8, seed, {"glue_dev": 85.0}, glue_task="sst2", recipe=recipe)
+    marks = {r["recipe"]: protocol.record_departures(r, "glue_dev", protocol.GLUE) for r in runs.load_records(tmp_path)}
+    assert marks["glue"] == {} and marks["paper"] == {}
+    assert marks["demo"] == {protocol.TRAINING: {"recipe demo (paper: paper)"}}

@@ -7,7 +7,8 @@ import pytest
 from helpers import tiny_cfg
 
 from astra_repro import runs
-from astra_repro.train import plan_run, run
+from astra_repro.spec import plan_run
+from astra_repro.train import run
 from astra_repro.training import trainer as trainer_module
 
 
@@ -128,7 +129,7 @@ def test_golden_loss_tiny_llama(tmp_path):
 
 
 def test_a_skipped_benchmark_is_printed_as_not_scored_with_the_reason(capsys):
-    from astra_repro.train import print_metrics
+    from astra_repro.evaluators.stage import print_metrics
 
     print_metrics({"method": "lora", "metrics": {"mbpp": {}, "gsm8k": {"accuracy": 12.5}},
                    "eval_data": {"mbpp": {"skipped": "no MBPP+ file: set task.evaluators.mbpp.path"}, "gsm8k": {"data_source": "local"}}})

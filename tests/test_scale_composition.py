@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from astra_repro.spec import RunSpec
 from astra_repro.errors import ConfigError
 from astra_repro.paths import CONFIG_DIR
-from astra_repro.train import plan_run
+from astra_repro.spec import plan_run
 
 METHODS = sorted(p.stem for p in (CONFIG_DIR / "method").glob("*.yaml"))
 # (lr, rank, alpha) per method, as the per-method `hp:` tables stated them before the flat configs

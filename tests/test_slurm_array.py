@@ -282,7 +282,7 @@ def test_each_gpu_count_launches_one_process_per_gpu_at_the_papers_global_batch(
     from hydra import compose, initialize_config_dir
 
     from astra_repro.paths import CONFIG_DIR
-    from astra_repro.train import plan_run
+    from astra_repro.spec import plan_run
 
     manifest = first_line_of(sweep_name, tmp_path)
     done = subprocess.run(["bash", str(SCRIPT), str(manifest)], cwd=ROOT, env=stub_env(tmp_path, n_gpus),

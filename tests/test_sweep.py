@@ -9,7 +9,7 @@ from helpers import tiny_cfg
 
 from astra_repro import sweep
 from astra_repro.errors import ConfigError
-from astra_repro.train import plan_run
+from astra_repro.spec import plan_run
 
 
 def test_rank_sweep_sets_alpha_equal_to_rank(tmp_path):
@@ -74,7 +74,7 @@ def test_glue_table_sweeps_plan_every_method_task_and_seed_at_their_batch_size(n
     plans = plan_sweep(name, monkeypatch)
     assert len(plans) == 8 * 5 * 3
     assert {p["method"]["name"] for p in plans} == {"fft", "lora", "dora", "rslora", "pissa", "corda", "loraga", "astra"}
-    assert {p["seed"] for p in plans} == {0, 1, 2} and all(p["recipe"] == "glue" for p in plans)
+    assert {p["seed"] for p in plans} == {0, 1, 2} and all(p["recipe"] == "paper" for p in plans)  # the GLUE protocol: task_scale/glue_paper
     assert all(p["schedule"]["global_batch_size"] == batch for p in plans)
     # one process: the whole global batch in one micro-batch (at most 128 per device), no accumulation
     assert all(p["batch"] == {"global": batch, "per_device": batch, "grad_accum": 1, "world_size": 1} for p in plans)
@@ -97,7 +97,7 @@ def test_every_sweep_line_plans_the_papers_global_batch_at_any_process_count(nam
         assert batch["world_size"] == world_size
         assert batch["per_device"] * batch["grad_accum"] * world_size == batch["global"] == paper, batch
         assert batch["per_device"] <= plan["schedule"]["per_device_batch_size"]  # never above the memory cap
-        assert "grad_accum" not in plan["schedule"]  # derived, never written by hand in a recipe
+        assert "grad_accum" not in plan["schedule"]  # derived, never written by hand in a scale file
 
 
 @pytest.mark.parametrize("name, world_size, per_device, grad_accum", [

@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 from astra_repro.errors import ConfigError
 from astra_repro.paths import CONFIG_DIR
 from astra_repro.tasks import TASKS, get_task
-from astra_repro.train import plan_run, run
+from astra_repro.spec import plan_run
+from astra_repro.train import run
 
 ENV = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
 

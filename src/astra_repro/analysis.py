@@ -105,7 +105,10 @@ def check_run(run_dir: Path) -> dict:
     method = plan.get("method", {}).get("name") or record.get("method")
     if method == "base":
         raise ConfigError(f"{run_dir} is a base-model run: it has no fine-tuned model to compare; give a trained run")
-    merged = run_dir / ("trained" if not plan["hp"].get("rank") else "export/merged")
+    from astra_repro.artifacts import artifacts_of
+    from astra_repro.methods import get_method
+
+    merged = artifacts_of(get_method(method)).model_folder(run_dir)  # export/merged, or trained/ of full fine-tuning
     if not (merged / "config.json").exists():
         raise ConfigError(f"{run_dir} has no merged export ({merged.relative_to(run_dir)}/config.json missing); "
                           "rerun the run to export it (python -m astra_repro.train ... with the same settings)")

@@ -181,23 +181,6 @@ def _get(cfg, key: str) -> Any:
     return node
 
 
-def _method_trains(name: str | None) -> bool:
-    return _method_flag(name, "trains")
-
-
-def _method_uses_peft(name: str | None) -> bool:
-    return _method_flag(name, "uses_peft")
-
-
-def _method_flag(name: str | None, flag: str) -> bool:
-    from astra_repro.methods import METHODS
-
-    try:
-        return bool(getattr(METHODS.get(name), flag))
-    except Exception:  # an unknown name is reported by the registry itself, with the valid ones
-        return True
-
-
 def _sizes_its_own_batches(evaluator: str) -> bool:
     """Whether an evaluator takes `batch_size: auto` (lm-eval's commonsense evaluators do)."""
     from astra_repro.evaluators import EVALUATORS

@@ -94,7 +94,7 @@ def describe_target(target: str, overrides: list[str]) -> tuple[dict, list[str]]
     folder = Path(target).expanduser()
     if not folder.exists():
         raise ConfigError(f"TARGET '{target}' is neither `base` nor an existing folder; give a run folder or a model folder")
-    is_run = (folder / "config.yaml").exists() and ((folder / "init").exists() or (folder / runs.METRICS_FILE).exists())
+    is_run = (folder / "config.yaml").exists() and ((folder / runs.INIT_DIR).exists() or (folder / runs.METRICS_FILE).exists())
     if is_run:
         plan, record = read_run(folder)
         defaults = []
@@ -112,12 +112,12 @@ def describe_target(target: str, overrides: list[str]) -> tuple[dict, list[str]]
 
 def run_model_folder(source: dict) -> Path | None:
     """The folder holding a run's final weights: the merged export, FFT's trained model, or None (untrained `base`)."""
-    from astra_repro.train import EXPORT_DIR, TRAINED_DIR
+    from astra_repro.artifacts import finished_model_folder
 
     run_dir = Path(source["path"])
-    for candidate in (run_dir / EXPORT_DIR / "merged", run_dir / TRAINED_DIR):
-        if (candidate / "config.json").exists():
-            return candidate
+    folder = finished_model_folder(run_dir)
+    if folder is not None:
+        return folder
     if source["plan"]["method"]["name"] == "base":
         return None
     raise ConfigError(f"run {run_dir.name} has no exported model yet; finish it first (re-run its train command)")
@@ -175,7 +175,7 @@ def target_recipe(cfg: DictConfig, source: dict) -> str:
 
 
 def evaluation_plan(cfg: DictConfig, source: dict) -> dict:
-    from astra_repro.train import select_evaluators
+    from astra_repro.spec import select_evaluators
 
     recipe = target_recipe(cfg, source)
     task = OmegaConf.to_container(cfg.task, resolve=True)
@@ -199,7 +199,7 @@ def output_folder(plan: dict, fields: dict, cfg: DictConfig) -> Path:
 def evaluate(argv: list[str]) -> Path:
     from astra_repro.cli import check_config_choices, check_override_keys
     from astra_repro.config_check import check_eval_config
-    from astra_repro.train import print_metrics
+    from astra_repro.evaluators.stage import print_metrics
 
     wall_start = time.time()
     target_arg, overrides = parse_argv(argv)
@@ -230,7 +230,7 @@ def score_into(out: Path, plan: dict, source: dict, cfg: DictConfig, target: Eva
                wall_start: float) -> Path:
     """Run the evaluators into the empty folder `out`; metrics.json, its last write, marks it finished."""
     from astra_repro.tasks import get_task
-    from astra_repro.train import evaluate_stage, print_metrics, software_versions
+    from astra_repro.evaluators.stage import evaluate_stage, print_metrics
 
     runs.atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plan)))
     print(f"[astra_repro] scoring {source['kind']} {source.get('path', fields['model'])} on task={plan['task']['name']} -> {out}")
@@ -250,7 +250,7 @@ def score_into(out: Path, plan: dict, source: dict, cfg: DictConfig, target: Eva
         "metrics": metrics,
         "timings": {"eval_s": round(time.time() - t0, 2), "wall_s": round(time.time() - wall_start, 2)},
         "runtime": threads.runtime_record(),
-        "software": software_versions(),
+        "software": runs.software_versions(),
     }
     runs.atomic_write_json(out / runs.METRICS_FILE, record)
     print_metrics(record)

@@ -106,6 +106,13 @@ def is_seq2seq(model: torch.nn.Module) -> bool:
     return bool(getattr(config, "is_encoder_decoder", False))
 
 
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts, as the run prints and records them."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
 def peft_task_type(model: torch.nn.Module | None) -> str:
     """PEFT's task type for a model: SEQ_2_SEQ_LM for encoder-decoders, CAUSAL_LM otherwise (and when unknown)."""
     return "SEQ_2_SEQ_LM" if model is not None and is_seq2seq(model) else "CAUSAL_LM"

@@ -273,7 +273,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from astra_repro.models import load_model, model_config
-    from astra_repro.paths import CONFIG_DIR
 
     model_cfg = model_config(args.model)
     records = load_records(args.data)

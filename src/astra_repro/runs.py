@@ -6,14 +6,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from astra_repro.paths import results_dir
 
 METRICS_FILE = "metrics.json"
 FAILED_FILE = "FAILED"  # written when a run stops on an error: its message; removed when the run is started again
+# The stage folders of a run, each finished when it holds COMPLETE (see stage_folder)
+INIT_DIR, TRAINED_DIR, EXPORT_DIR = "init", "trained", "export"
+COMPLETE_FILE = "COMPLETE"
+PREDICTIONS_FILE = "predictions.jsonl"
+EVAL_PARTS_DIR = "eval_parts"  # one finished evaluator's result each, so an interrupted evaluation resumes
+SWEEP_ENV = "ASTRA_SWEEP"  # the sweep a run belongs to, for the cost table per sweep (not part of the run's hash)
 
 
 def canonical_json(obj: Any) -> str:
@@ -41,6 +50,12 @@ def run_dir(plan: dict, output_root: str | None = None) -> Path:
     return root / plan["task"]["name"] / run_name(plan)
 
 
+def world_rank() -> int:
+    """This process's rank in its launch (RANK; 0 when unset): rank 0 alone writes a run folder's files, the other
+    ranks of a multi-process run read them."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temp file in the same folder, fsync, then rename: a crash leaves the old file or none."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,6 +78,43 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, default=str) + "\n" for r in rows))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+# ------------------------------------------------------------------------------------------------- stage folders
+def stage_done(folder: Path) -> bool:
+    """Whether a stage finished writing `folder` (init/, trained/, export/): its COMPLETE marker exists."""
+    return (Path(folder) / COMPLETE_FILE).exists()
+
+
+def stage_record(folder: Path) -> dict:
+    """What a finished stage kept in its COMPLETE marker (the init's report, training's statistics)."""
+    return read_json(Path(folder) / COMPLETE_FILE)
+
+
+@contextmanager
+def stage_folder(folder: Path, clear: bool = True, mark: bool = True) -> Iterator[dict]:
+    """Write one stage's folder: a kill -9 can stop the body anywhere, so COMPLETE is written last and only when
+    the body returns; its presence means every file in the folder is whole. `clear`: what an earlier, killed
+    attempt left in the folder is removed first (training keeps its folder: it resumes from its checkpoints).
+    `mark=False` neither removes nor writes the marker (a rank other than 0: rank 0 owns it). Yields a dict: what
+    the body puts in it becomes the marker's JSON record; left empty, the marker is an empty file (export)."""
+    folder = Path(folder)
+    if clear:
+        if folder.exists():
+            shutil.rmtree(folder)
+    elif mark:  # a kept folder is rewritten: it is no longer whole until the body returns
+        (folder / COMPLETE_FILE).unlink(missing_ok=True)
+    record: dict = {}
+    yield record
+    if mark:
+        if record:
+            atomic_write_json(folder / COMPLETE_FILE, record)
+        else:
+            atomic_write_text(folder / COMPLETE_FILE, "")
 
 
 def mark_failed(folder: Path, err: BaseException) -> None:
@@ -184,10 +236,68 @@ class FolderLock:
         return False
 
 
+# ------------------------------------------------------------------------------------------------- the record
+def software_versions() -> dict:
+    import peft
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
+            "python": sys.version.split()[0]}
+
+
+def method_label(method, options) -> str:
+    """The row name in tables: the method YAML's `label` if set (presets like astra_paper_math), plus the eigenvector
+    selection's name for methods that have one (Astra's Table 4 labels). `options`: the method's options."""
+    base = options.get("label") or method.name
+    label_fn = getattr(type(method), "selection_label", None)
+    return f"{base} ({label_fn(options)})" if callable(label_fn) else base
+
+
+def build_record(run_dir: Path, plan: dict, *, task_variant, method_name: str, label: str, params: tuple[int, int],
+                 data_info: dict, evaluation: tuple[dict, dict, dict], train_stats: dict, init_report: dict,
+                 timings: dict) -> dict:
+    """A trained run's metrics.json: what ran (from the plan), what each stage reported, and where it ran."""
+    from astra_repro import threads
+    from astra_repro.profiling import run_cost
+
+    metrics, eval_info, versions = evaluation
+    batch = train_stats.get("batch") or plan["batch"]  # the layout training ran under (a later launch may only score)
+    return {
+        "run_name": run_dir.name,
+        "config_hash": config_hash(plan),
+        "task": plan["task"]["name"],
+        "task_variant": task_variant,
+        "model": plan["model"]["name"],
+        "method": method_name,
+        "method_label": label,
+        "recipe": plan["recipe"],
+        "rank": plan["hp"]["rank"],
+        "alpha": plan["hp"]["alpha"],
+        "learning_rate": plan["hp"]["learning_rate"],
+        "seed": plan["seed"],
+        # per device x accumulation x processes, as trained (the Trainer's own product is checked against the plan
+        # before training starts): Tables 1 and 9 differ only in this (128 vs 32)
+        "global_batch_size": batch["global"],
+        "batch": batch,  # {global, per_device, grad_accum, world_size}
+        "n_trainable_params": params[0],
+        "n_total_params": params[1],
+        "data": data_info,
+        "eval_data": eval_info,
+        "evaluator_versions": versions,
+        "metrics": metrics,
+        "train": train_stats,
+        "init": init_report,
+        "timings": timings,
+        "cost": run_cost(timings, init_report, train_stats),
+        "runtime": threads.runtime_record(),  # threads, affinity CPUs, OMP wait policy and where each came from
+        "sweep": os.environ.get(SWEEP_ENV),  # set by `astra_repro.sweep --local` and slurm/array.sbatch
+        "software": software_versions(),
+    }
+
+
 def check_disk(folder: Path, need_bytes: int, what: str) -> None:
     """A clear error before hours of work when `folder` cannot be written or has less free space than needed."""
-    import shutil
-
     from astra_repro.errors import ConfigError
 
     folder = Path(folder)

@@ -96,7 +96,7 @@ class RunSpec:
         from astra_repro.methods import METHODS
         from astra_repro.models import model_kind
         from astra_repro.tasks import TASKS
-        from astra_repro.training.launch import batch_layout, world_size
+        from astra_repro.training.batch import batch_layout, world_size
 
         check.check_complete(cfg)
         check.check_shared_keys(cfg)
@@ -159,7 +159,10 @@ class RunSpec:
         check.number(cfg, "trainer.max_grad_norm", minimum=0.0, optional=True)
         check.number(cfg, "trainer.weight_decay", minimum=0.0, optional=True)
         check.bf16(cfg)
-        method = {k: v for k, v in OmegaConf.to_container(cfg.method, resolve=True).items() if k != "description"}
+        # the method's declared options (Method.options): a typo or a bad value is one line here, before any model
+        # loads; fill=False keeps the dict (the run hash) exactly what the YAML and the overrides set
+        checked = method_cls.check_options(OmegaConf.to_container(cfg.method, resolve=True), fill=False)
+        method = {k: v for k, v in checked.items() if k != "description"}
         launch = Launch(
             output_root=cfg.get("output_root"), force=check.boolean(cfg, "force"),
             skip_eval=check.boolean(cfg, "skip_eval"), eval_backend=check.get(cfg, "eval.backend"),
@@ -195,17 +198,32 @@ class RunSpec:
         plan["batch"] = thawed(self.batch)
         return json.loads(json.dumps(plan))  # plain JSON types only (the hash and the YAML see what the record sees)
 
+    def model_config(self) -> DictConfig:
+        """cfg.model as `load_model` reads it, read-only."""
+        return _readonly(thawed(self.model))
+
+    def trainer_config(self) -> DictConfig:
+        """cfg.trainer as the HF TrainingArguments builder reads it, read-only."""
+        return _readonly(thawed(self.trainer))
+
     def method_options(self) -> DictConfig:
         """The method's options as the read-only DictConfig methods read (`options.subspace`, ...)."""
-        options = OmegaConf.create(thawed(self.method))
-        OmegaConf.set_readonly(options, True)
-        return options
+        return _readonly(thawed(self.method))
 
     def task_config(self) -> DictConfig:
         """The task block as tasks read it (data, glue_task, ...), read-only."""
-        node = OmegaConf.create({**thawed(self.task), "train": self.schedule.as_dict()})
-        OmegaConf.set_readonly(node, True)
-        return node
+        return _readonly({**thawed(self.task), "train": self.schedule.as_dict()})
+
+
+def _readonly(value: dict) -> DictConfig:
+    node = OmegaConf.create(value)
+    OmegaConf.set_readonly(node, True)
+    return node
+
+
+def plan_run(cfg: DictConfig) -> dict:
+    """The plan of the run `cfg` composes (checked): what names, hashes and records it (sweeps plan with it)."""
+    return RunSpec.from_config(cfg).plan()
 
 
 def select_evaluators(task_evaluators: dict, requested) -> dict:

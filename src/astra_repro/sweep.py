@@ -22,7 +22,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from astra_repro.errors import ConfigError
-from astra_repro.paths import CONFIG_DIR, PROJECT_ROOT
+from astra_repro.paths import PROJECT_ROOT
 
 SWEEP_DIR = PROJECT_ROOT / "slurm" / "sweeps"
 

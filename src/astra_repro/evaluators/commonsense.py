@@ -21,7 +21,7 @@ import json
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from astra_repro.data.sources import warn_synthetic
 from astra_repro.errors import ConfigError

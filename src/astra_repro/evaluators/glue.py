@@ -10,7 +10,6 @@ Every sample keeps its label-word logits, the soft and generated predictions and
 
 from __future__ import annotations
 
-from typing import ClassVar
 
 import torch
 from tqdm.auto import tqdm

@@ -1,5 +1,6 @@
-"""The method registry. Adding a method: one module here (a `Method` subclass with `@register_method`)
-plus `configs/method/<name>.yaml`, and its module name in `_MODULES` below."""
+"""The method registry. Adding a method: one module here (a `Method` subclass with `@register_method`, its YAML
+keys declared once in `options`, checked when the run spec is built) plus `configs/method/<name>.yaml`, and its
+module name in `_MODULES` below."""
 
 import importlib
 

@@ -21,60 +21,29 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from peft import get_peft_model
 
 from astra_repro.calibration import CalibrationSpec, LayerStatistics, collect_statistics, spectrum
+from astra_repro.calibration.spec import CHOICES as CALIBRATION_CHOICES
 from astra_repro.errors import ConfigError
 from astra_repro.selection_labels import DEFAULT_WINDOW_START
 from astra_repro.selection_labels import selection_label as name_of_selection
-from astra_repro.methods.base import InitContext, Method, install_low_rank_init, lora_layers, register_method
+from astra_repro.methods.base import (
+    InitContext, Method, Option, calibration_overrides, install_low_rank_init, lora_layers, register_method,
+)
 from astra_repro.profiling import StageMeter, Stopwatch
 
 log = logging.getLogger(__name__)
 
-# Option -> (reference default, valid values or None). Calibration pass-through options default to None = the
-# calibration stage's value (whose defaults are the reference's too).
-OPTIONS: dict[str, tuple[Any, tuple | None]] = {
-    "subspace": ("largest", ("largest", "smallest", "window", "random")),
-    "window_start": (DEFAULT_WINDOW_START, None),  # "0" | "d/4" | "d/2" | "3d/4" | "d-r" | an int (ascending column index)
-    "label_convention": ("paper", ("paper", "math")),
-    "residual_scaling": ("alpha_over_r", ("alpha_over_r", "none")),
-    # D13: only eigenvalues zero by the rank bound get the fixed basis (structural); "rounding" also gives it to
-    # eigenvalues at rounding level (a reproducible convention instead of eigh's own vectors there).
-    "null_space": ("structural", ("structural", "rounding")),
-    # D13: where the fast path's input-side statistics (gate/up) leave a selection's eigen-gap within fp32 rounding,
-    # recompute those layers with the released code's sums (where_needed: bit-for-bit parity) or not (never: faster,
-    # the selection there is then rounding's, not the released code's).
-    "released_arithmetic": ("where_needed", ("where_needed", "never")),
-    "center": (None, None),
-    "normalize": (None, None),
-    "include_padding": (None, None),
-    # "auto": the model's dtype (the reference's, D5) when the selection is the top of the spectrum, float64 when it
-    # reaches below it (smallest, windows, random), where fp32 rounding would pick the directions (D13).
-    "accumulate_dtype": ("auto", ("auto", "model", "float32", "float64")),
-    "calibration_prompt": (None, None),
-}
 NAMED_WINDOWS = ("0", "d/4", "d/2", "3d/4", "d-r")
 
+
 def astra_options(options: DictConfig | Mapping | None) -> dict[str, Any]:
-    """The method options with reference defaults filled in, validated; unknown keys are left to the YAML."""
-    source = {}
-    if options is not None:
-        source = OmegaConf.to_container(options, resolve=True) if isinstance(options, DictConfig) else dict(options)
-    resolved = {}
-    for key, (default, valid) in OPTIONS.items():
-        value = source.get(key, default)
-        if value is None:
-            value = default
-        if valid is not None and value not in valid:
-            raise ConfigError(f"method.{key} '{value}' is not valid for astra; valid: {', '.join(valid)}")
-        resolved[key] = value
-    start = resolved["window_start"]
-    if not (isinstance(start, int) and not isinstance(start, bool)) and str(start) not in NAMED_WINDOWS:
-        raise ConfigError(
-            f"method.window_start '{start}' is not valid; use one of {', '.join(NAMED_WINDOWS)} or a column index"
-        )
+    """Astra's own options (`Astra.options`), checked, with the reference defaults of absent keys and
+    accumulate_dtype "auto" resolved for the selection."""
+    checked = Astra.check_options(options)
+    resolved = {key: checked[key] for key in Astra.options}
     if resolved["accumulate_dtype"] == "auto":
         resolved["accumulate_dtype"] = "model" if takes_top_of_spectrum(resolved) else "float64"
     return resolved
@@ -124,6 +93,28 @@ class Astra(Method):
     description = "Astra: eigenvectors of the output-activation covariance (A = V^T W, B = V), residual frozen"
     residual_modifying = True
     needs_calibration = True  # the runner resolves cfg.calibration into ctx.calibration for such methods
+    # Defaults are the reference's. The calibration overrides default to None = the calibration stage's value
+    # (whose defaults are the reference's too).
+    options = {
+        "subspace": Option("largest", choices=("largest", "smallest", "window", "random"),
+                           doc="D1: which eigenvectors of C (ascending eigh columns) initialise the adapter"),
+        "window_start": Option(DEFAULT_WINDOW_START, choices=NAMED_WINDOWS, kind=int, minimum=0,
+                               doc="window only: a named start or an ascending column index"),
+        "label_convention": Option("paper", choices=("paper", "math"), doc="D1: how tables name the selection"),
+        "residual_scaling": Option("alpha_over_r", choices=("alpha_over_r", "none"),
+                                   doc="D6: W - s*B*A (the code) or W - B*A (Eq. 8)"),
+        # D13: only eigenvalues zero by the rank bound get the fixed basis (structural); "rounding" also gives it to
+        # eigenvalues at rounding level (a reproducible convention instead of eigh's own vectors there).
+        "null_space": Option("structural", choices=("structural", "rounding")),
+        # D13: where the fast path's input-side statistics (gate/up) leave a selection's eigen-gap within fp32
+        # rounding, recompute those layers with the released code's sums (where_needed: bit-for-bit parity) or not
+        # (never: faster, the selection there is then rounding's, not the released code's).
+        "released_arithmetic": Option("where_needed", choices=("where_needed", "never")),
+        **calibration_overrides(),
+        # "auto": the model's dtype (the reference's, D5) when the selection is the top of the spectrum, float64 when
+        # it reaches below it (smallest, windows, random), where fp32 rounding would pick the directions (D13).
+        "accumulate_dtype": Option("auto", choices=("auto", *CALIBRATION_CHOICES["accumulate_dtype"])),
+    }
 
     @staticmethod
     def selection_label(options: DictConfig | Mapping | None) -> str:

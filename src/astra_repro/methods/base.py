@@ -7,15 +7,19 @@ the LoRA layers; a method only decides their initial values.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from abc import ABC
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 
+from astra_repro import config_check
+from astra_repro.errors import ConfigError
 from astra_repro.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,55 @@ class InitContext:
     report: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Option:
+    """One key of a method's YAML block: the default a method reads when the key is absent, and what a valid value
+    is. Declared once per method (`Method.options`), checked when the run spec is built (`Method.check_options`),
+    before any model loads. `None` is valid only for an option whose default is None (= "someone else's value")."""
+
+    default: Any = None
+    choices: tuple | None = None  # the valid values; with `kind` too, a value of that kind also passes
+    kind: type | None = None  # bool, int, float or str; None = any value
+    minimum: float | None = None
+    below: float | None = None  # exclusive upper bound
+    doc: str = ""
+
+    def describe(self) -> str:
+        """The valid values, as an error message lists them."""
+        listed = ", ".join(map(str, self.choices or ()))
+        if self.kind is None:
+            return listed
+        kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}[self.kind]
+        return f"{listed} or {kind}" if listed else kind
+
+
+# The keys every method's YAML may hold (configs/method/*.yaml); dropout and the flags feed HyperParams (spec.py).
+COMMON_OPTIONS: dict[str, Option] = {
+    "name": Option(kind=str, doc="the registry name (method=<name> picks the YAML)"),
+    "description": Option(kind=str, doc="one line for `python -m astra_repro.methods`; kept out of the run hash"),
+    "label": Option(kind=str, doc="row name in tables when it differs from the registry name"),
+    "dropout": Option(0.0, kind=float, minimum=0.0, below=1.0),
+    "use_rslora": Option(False, kind=bool),
+    "use_dora": Option(False, kind=bool),
+    # PEFT's task type; None = the model's (SEQ_2_SEQ_LM for an encoder-decoder, CAUSAL_LM otherwise)
+    "task_type": Option(choices=tuple(t.value for t in TaskType)),
+}
+
+
+def calibration_overrides() -> dict[str, Option]:
+    """The calibration keys a data-driven method may override in its YAML (calibration.spec.METHOD_OVERRIDABLE);
+    None = the calibration stage's value."""
+    from astra_repro.calibration.spec import CHOICES  # torch-heavy package: imported by the methods that calibrate
+
+    return {
+        "center": Option(kind=bool, doc="D2: subtract the mean (Eq. 2) or not (the code)"),
+        "normalize": Option(choices=CHOICES["normalize"], doc="D3: per-sample abs(max) normalisation or none"),
+        "include_padding": Option(kind=bool, doc="D4: pad-position activations enter the statistics"),
+        "accumulate_dtype": Option(choices=CHOICES["accumulate_dtype"], doc="D5: dtype of the statistics"),
+        "calibration_prompt": Option(choices=CHOICES["prompt"], doc="D8: the calibration text"),
+    }
+
+
 class Method(ABC):
     """Base class. The default builds a plain PEFT LoRA model with `init_lora_weights=True`."""
 
@@ -70,6 +123,43 @@ class Method(ABC):
     # True when the init changes the base weights (W_res = W - s*B0*A0): the runner then saves the residual
     # model with the initial adapter, and export converts the trained adapter into a plain rank-2r LoRA.
     residual_modifying: ClassVar[bool] = False
+    # The method's own YAML keys, beyond COMMON_OPTIONS: the one place their defaults and valid values are stated.
+    options: ClassVar[dict[str, Option]] = {}
+
+    @classmethod
+    def check_options(cls, values: Mapping | DictConfig | None, fill: bool = True) -> dict:
+        """The method's options checked against the declarations, each mistake one ConfigError line naming the key.
+        fill=True adds the defaults of absent keys (what an init reads); fill=False returns the values unchanged
+        (the run spec: its dict is the run hash, so it holds exactly what the YAML and the overrides set)."""
+        if isinstance(values, DictConfig):
+            values = OmegaConf.to_container(values, resolve=True)
+        values = dict(values or {})
+        declared = {**COMMON_OPTIONS, **cls.options}
+        for key in values:
+            if key not in declared:
+                near = difflib.get_close_matches(key, declared, n=1)
+                valid = ", ".join(declared)
+                fix = f"did you mean method.{near[0]}? (valid: {valid})" if near else f"valid: {valid}"
+                raise ConfigError(f"method.{key} is not an option of {cls.name}; {fix}")
+        for key, value in values.items():
+            check_option(cls.name, key, declared[key], value)
+        if not fill:
+            return values
+        return {**{key: option.default for key, option in declared.items()}, "name": cls.name, **values}
+
+    def read_options(self, ctx: InitContext) -> dict:
+        """ctx.options checked, with the declared defaults of absent keys (a test or a script may pass a partial
+        block; a run's block was already checked by the run spec)."""
+        return self.check_options(ctx.options)
+
+    @property
+    def artifact_kind(self) -> str:
+        """What a run folder keeps of this method, read from the two flags above (astra_repro.artifacts saves and
+        loads each kind): the whole model ("full"), an adapter on the original base ("adapter"), or an adapter
+        on the saved residual base ("adapter_on_residual")."""
+        if not self.uses_peft:
+            return "full"
+        return "adapter_on_residual" if self.residual_modifying else "adapter"
 
     def lora_config(self, ctx: InitContext, model: torch.nn.Module | None = None, **overrides) -> LoraConfig:
         """PEFT LoraConfig for the run. PEFT's task type comes from the model (SEQ_2_SEQ_LM for an encoder-decoder,
@@ -101,9 +191,34 @@ class Method(ABC):
         resumed run loads its saved init and never calls `initialize`."""
         return None
 
-    def option(self, ctx: InitContext, key: str, default: Any = None) -> Any:
-        value = OmegaConf.select(ctx.options, key, default=default)
-        return value
+
+def check_option(method: str, key: str, option: Option, value: Any) -> None:
+    """One value against its declaration; the messages are config_check's (the same line for the same mistake
+    whether spec.py's hyper-parameter checks or this one sees it first)."""
+    name = f"method.{key}"
+    if value is None and option.default is None:
+        return
+    if option.choices is not None and value in option.choices and not isinstance(value, bool):
+        return
+    if value is None or (option.choices is not None and not _of_kind(value, option.kind)):
+        raise ConfigError(f"{name}={value!r} is not valid for {method}; valid: {option.describe()}")
+    block = {"method": {key: value}}
+    if option.kind is bool:
+        config_check.boolean(block, name)
+    elif option.kind is int:
+        config_check.integer(block, name, minimum=option.minimum)
+    elif option.kind is float:
+        config_check.number(block, name, minimum=option.minimum, below=option.below)
+    elif option.kind is str and not isinstance(value, str):
+        raise ConfigError(f"{name}={value!r} is not a string; set {name}=<string>")
+
+
+def _of_kind(value: Any, kind: type | None) -> bool:
+    if kind is None:
+        return False
+    if isinstance(value, bool):  # bool is an int to Python, never to a user
+        return kind is bool
+    return isinstance(value, (int, float) if kind is float else kind)
 
 
 METHODS: Registry[type[Method]] = Registry("method")

@@ -26,7 +26,7 @@ import logging
 import torch
 
 from astra_repro.errors import ConfigError
-from astra_repro.methods.base import InitContext, Method, lora_layers, register_method
+from astra_repro.methods.base import InitContext, Method, Option, calibration_overrides, lora_layers, register_method
 from astra_repro.profiling import StageMeter, Stopwatch
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,10 @@ class CorDA(Method):
     description = "CorDA: SVD of W·C (C = input covariance from calibration), IPM top-r / KPM bottom-r in the adapter, residual frozen"
     residual_modifying = True
     needs_calibration = True  # the runner resolves cfg.calibration into ctx.calibration only for such methods
+    options = {
+        "mode": Option("ipm", choices=MODES, doc="ipm: the r largest triplets of W·C in the adapter; kpm: the r smallest"),
+        **calibration_overrides(),
+    }
 
     def covariances(self, model: torch.nn.Module, ctx: InitContext) -> dict[str, torch.Tensor]:
         from astra_repro.calibration import CalibrationSpec, collect_covariances
@@ -78,9 +82,7 @@ class CorDA(Method):
         from peft.tuners.lora.config import CordaConfig
         from peft.tuners.lora import LoraModel
 
-        mode = str(self.option(ctx, "mode", "ipm")).lower()
-        if mode not in MODES:
-            raise ConfigError(f"unknown method.mode '{mode}'; valid: {', '.join(MODES)}")
+        mode = self.read_options(ctx)["mode"]
         covariances = self.covariances(model, ctx)  # on the plain model, before any adapter exists
         config = self.lora_config(ctx, model, init_lora_weights="corda", corda_config=CordaConfig(corda_method=mode))
         ranks = {}

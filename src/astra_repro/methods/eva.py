@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from astra_repro.errors import ConfigError
-from astra_repro.methods.base import InitContext, Method, lora_layers, register_method
+from astra_repro.methods.base import InitContext, Method, Option, lora_layers, register_method
 
 
 @register_method
@@ -24,19 +24,27 @@ class EVA(Method):
     name = "eva"
     description = "EVA: lora_A from an incremental SVD of layer inputs on training batches, zero B, rank redistribution (PEFT native)"
     residual_modifying = False
+    # Defaults: PEFT's EvaConfig. PEFT checks rho >= 1 and tau in [0, 1] itself, at init.
+    options = {
+        "rho": Option(2.0, kind=float, minimum=1.0, doc="max rank per layer = rho * r (1.0 = no redistribution)"),
+        "tau": Option(0.99, kind=float, minimum=0.0, doc="cosine threshold for the incremental SVD to converge"),
+        "use_label_mask": Option(True, kind=bool, doc="skip positions whose label is -100 (the prompt)"),
+        "whiten": Option(False, kind=bool),
+        "adjust_scaling_factors": Option(True, kind=bool),
+        "batch_size": Option(4, kind=int, minimum=1, doc="training features per SVD step"),
+        "max_examples": Option(kind=int, minimum=1, doc="cap on the features cycled through (None = all)"),
+    }
 
     def initialize(self, model: torch.nn.Module, ctx: InitContext) -> torch.nn.Module:
         from peft import EvaConfig, get_peft_model, initialize_lora_eva_weights
 
+        opts = self.read_options(ctx)
         eva = EvaConfig(
-            rho=float(self.option(ctx, "rho", 2.0)),
-            tau=float(self.option(ctx, "tau", 0.99)),
-            use_label_mask=bool(self.option(ctx, "use_label_mask", True)),
-            whiten=bool(self.option(ctx, "whiten", False)),
-            adjust_scaling_factors=bool(self.option(ctx, "adjust_scaling_factors", True)),
+            rho=float(opts["rho"]), tau=float(opts["tau"]), use_label_mask=opts["use_label_mask"], whiten=opts["whiten"],
+            adjust_scaling_factors=opts["adjust_scaling_factors"],
         )
-        batch_size = int(self.option(ctx, "batch_size", 4))
-        max_examples = self.option(ctx, "max_examples", None)
+        batch_size = int(opts["batch_size"])
+        max_examples = opts["max_examples"]
         features = list(ctx.train_features if max_examples is None else ctx.train_features[: int(max_examples)])
         if not features:
             raise ConfigError("EVA needs training features for its activation SVD; the task produced none")

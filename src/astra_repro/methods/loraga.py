@@ -36,7 +36,7 @@ from typing import Callable, Iterable
 import torch
 
 from astra_repro.errors import ConfigError
-from astra_repro.methods.base import InitContext, Method, install_low_rank_init, lora_layers, register_method
+from astra_repro.methods.base import InitContext, Method, Option, install_low_rank_init, lora_layers, register_method
 
 log = logging.getLogger(__name__)
 
@@ -158,22 +158,23 @@ class LoRAGA(Method):
     description = "LoRA-GA: adapter from the SVD of the first-8-example gradient (ArB2r, stable scale), residual frozen"
     residual_modifying = True
 
+    # Defaults: the authors' reproduce/ recipe (the first 1 x 8 training examples, ArB2r, stable scale, gamma 16).
+    options = {
+        "flavour": Option("original", choices=("original", "peft"),
+                          doc="original: the authors' code; peft: PEFT's LoraGAConfig path (docs/methods.md)"),
+        "direction": Option("ArB2r", choices=DIRECTIONS, doc="which singular vectors of the gradient go to A and B"),
+        "scale": Option("stable", choices=SCALES, doc="how the factors are scaled"),
+        "stable_gamma": Option(16, kind=float, minimum=0.0, doc="gamma of the stable scale"),
+        "grad_examples": Option(8, kind=int, minimum=1, doc="training examples the gradient is estimated on"),
+        "grad_batch_size": Option(1, kind=int, minimum=1, doc="examples per backward pass"),
+    }
+
     def settings(self, ctx: InitContext) -> dict:
-        s = dict(
-            flavour=str(self.option(ctx, "flavour", "original")),
-            direction=str(self.option(ctx, "direction", "ArB2r")),
-            scale=str(self.option(ctx, "scale", "stable")),
-            stable_gamma=float(self.option(ctx, "stable_gamma", 16)),
-            grad_examples=int(self.option(ctx, "grad_examples", 8)),
-            grad_batch_size=int(self.option(ctx, "grad_batch_size", 1)),
-        )
-        if s["flavour"] not in ("original", "peft"):
-            raise ConfigError(f"unknown method.flavour '{s['flavour']}'; valid: original, peft")
-        if s["direction"] not in DIRECTIONS:
-            raise ConfigError(f"unknown method.direction '{s['direction']}'; valid: {', '.join(DIRECTIONS)}")
-        if s["scale"] not in SCALES:
-            raise ConfigError(f"unknown method.scale '{s['scale']}'; valid: {', '.join(SCALES)}")
-        return s
+        """The options this init reads (what the run record shows under `loraga`)."""
+        opts = self.read_options(ctx)
+        return dict(flavour=opts["flavour"], direction=opts["direction"], scale=opts["scale"],
+                    stable_gamma=float(opts["stable_gamma"]), grad_examples=int(opts["grad_examples"]),
+                    grad_batch_size=int(opts["grad_batch_size"]))
 
     def initialize(self, model: torch.nn.Module, ctx: InitContext) -> torch.nn.Module:
         s = self.settings(ctx)

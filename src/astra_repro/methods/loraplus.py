@@ -15,7 +15,7 @@ from operator import attrgetter
 
 import torch
 
-from astra_repro.methods.base import Method, register_method
+from astra_repro.methods.base import Method, Option, register_method
 
 
 def loraplus_param_groups(model: torch.nn.Module, lr: float, weight_decay: float, lr_ratio: float,
@@ -51,18 +51,16 @@ class LoRAPlus(Method):
     name = "loraplus"
     description = "LoRA+: PEFT default init, optimizer gives lora_B lr * lr_ratio (16) and lora_A lr"
     residual_modifying = False
-
-    def __init__(self, lr_ratio: float = 16.0, lr_embedding: float = 1e-6):
-        self.lr_ratio = lr_ratio
-        self.lr_embedding = lr_embedding
+    options = {
+        "lr_ratio": Option(16.0, kind=float, minimum=0.0, doc="eta_B / eta_A (the paper's recommended 2^4)"),
+        "lr_embedding": Option(1e-6, kind=float, minimum=0.0, doc="lr of LoRA factors on embedding layers (PEFT's)"),
+    }
 
     def initialize(self, model, ctx):
-        self.lr_ratio = float(self.option(ctx, "lr_ratio", self.lr_ratio))
-        self.lr_embedding = float(self.option(ctx, "lr_embedding", self.lr_embedding))
-        ctx.report["loraplus"] = {"lr_ratio": self.lr_ratio, "lr_embedding": self.lr_embedding}
+        opts = self.read_options(ctx)
+        ctx.report["loraplus"] = {"lr_ratio": float(opts["lr_ratio"]), "lr_embedding": float(opts["lr_embedding"])}
         return super().initialize(model, ctx)
 
     def optimizer_param_groups(self, model: torch.nn.Module, lr: float, weight_decay: float, options=None) -> list[dict]:
-        lr_ratio = float(options.get("lr_ratio", self.lr_ratio)) if options is not None else self.lr_ratio
-        lr_embedding = float(options.get("lr_embedding", self.lr_embedding)) if options is not None else self.lr_embedding
-        return loraplus_param_groups(model, lr, weight_decay, lr_ratio, lr_embedding)
+        opts = self.check_options(options)  # None (no YAML block): the declared defaults
+        return loraplus_param_groups(model, lr, weight_decay, float(opts["lr_ratio"]), float(opts["lr_embedding"]))

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from astra_repro.errors import ConfigError
-from astra_repro.methods.base import InitContext, Method, install_low_rank_init, lora_layers, register_method
+from astra_repro.methods.base import InitContext, Method, Option, install_low_rank_init, lora_layers, register_method
 
 MODES = ("min", "mid", "max", "random")
 
@@ -58,13 +58,12 @@ class MiLoRA(Method):
     name = "milora"
     description = "MiLoRA: bottom-r singular triplets of W in the adapter (sqrt(S) split), residual frozen (hand-written)"
     residual_modifying = True
+    options = {"mode": Option("min", choices=MODES, doc="which singular triplets: min (MiLoRA), mid, max, random")}
 
     def initialize(self, model: torch.nn.Module, ctx: InitContext) -> torch.nn.Module:
         from peft import get_peft_model
 
-        mode = str(self.option(ctx, "mode", "min"))
-        if mode not in MODES:
-            raise ConfigError(f"unknown method.mode '{mode}'; valid: {', '.join(MODES)}")
+        mode = self.read_options(ctx)["mode"]
         rng = np.random.default_rng(ctx.seed)
         peft_model = get_peft_model(model, self.lora_config(ctx, model))
         spectrum = {}

@@ -14,8 +14,7 @@ from contextlib import contextmanager
 import torch
 from peft import get_peft_model
 
-from astra_repro.errors import ConfigError
-from astra_repro.methods.base import InitContext, Method, lora_layers, register_method
+from astra_repro.methods.base import InitContext, Method, Option, lora_layers, register_method
 
 
 @contextmanager
@@ -32,17 +31,14 @@ class PiSSA(Method):
     name = "pissa"
     description = "PiSSA: top-r singular triplets of W in the adapter (sqrt(S) split), residual frozen (PEFT native)"
     residual_modifying = True
+    options = {
+        "svd": Option("fast", choices=("fast", "exact"), doc="fast: torch.svd_lowrank (the authors'); exact: linalg.svd"),
+        "niter": Option(16, kind=int, minimum=0, doc="subspace iterations of the fast SVD (pissa_niter_16)"),
+    }
 
     def init_string(self, ctx: InitContext) -> str:
-        svd = str(self.option(ctx, "svd", "fast"))
-        if svd == "exact":
-            return "pissa"
-        if svd == "fast":
-            niter = int(self.option(ctx, "niter", 16))
-            if niter < 0:
-                raise ConfigError(f"method.niter must be >= 0, got {niter}")
-            return f"pissa_niter_{niter}"
-        raise ConfigError(f"unknown method.svd '{svd}'; valid: fast, exact")
+        opts = self.read_options(ctx)
+        return "pissa" if opts["svd"] == "exact" else f"pissa_niter_{int(opts['niter'])}"
 
     def initialize(self, model: torch.nn.Module, ctx: InitContext) -> torch.nn.Module:
         init = self.init_string(ctx)

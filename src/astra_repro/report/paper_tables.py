@@ -76,10 +76,10 @@ GLUE_HEADERS = {"mnli": "MNLI", "sst2": "SST-2", "qnli": "QNLI", "cola": "CoLA",
 # LoRA-GA's soft accuracy for all five (the paper: "accuracy for all tasks"); Table 9 = Table 1's setup at batch 32.
 TABLE1 = PaperLayout(name="table1", title="Table 1 (T5-base on GLUE, batch 128)", paper_csv="table1_glue_t5.csv",
                      columns=GLUE_COLUMNS, headers=GLUE_HEADERS, paper_rank=8, records={"global_batch_size": 128},
-                     paper_protocol=protocol.PaperProtocol((128,), "glue", None, whole_split=True))
+                     paper_protocol=protocol.PaperProtocol((128,), "paper", None, whole_split=True))
 TABLE9 = PaperLayout(name="table9", title="Table 9 (T5-base on GLUE, batch 32)", paper_csv="table9_glue_t5_bs32.csv",
                      columns=GLUE_COLUMNS, headers=GLUE_HEADERS, paper_rank=8, records={"global_batch_size": 32},
-                     paper_protocol=protocol.PaperProtocol((32,), "glue", None, whole_split=True))
+                     paper_protocol=protocol.PaperProtocol((32,), "paper", None, whole_split=True))
 PAPER_LAYOUTS = (TABLE1, TABLE2, TABLE3, TABLE9)
 TABLE4_COLUMNS = {"gsm8k": ("math", "gsm8k", "accuracy"), "math": ("math", "math", "accuracy")}
 TABLE4_RANK = 128

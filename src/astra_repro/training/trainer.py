@@ -118,7 +118,7 @@ def check_resume_layout(output_dir: Path, last: str | None, batch: dict) -> None
 
 def build_training_arguments(run_dir: Path, schedule: dict, batch: dict, trainer_cfg, lr: float, seed: int, use_bf16: bool,
                              report_to: list[str]) -> TrainingArguments:
-    """`batch` is the launch's layout of the scale's global batch (training.launch.batch_layout): the micro-batch
+    """`batch` is the launch's layout of the scale's global batch (training.batch.batch_layout): the micro-batch
     and the accumulation come from it, never from the schedule directly."""
     warmup = schedule.get("warmup_steps") or schedule.get("warmup_ratio") or 0
     # Only passed when on: the keyword is being renamed across transformers versions.
