@@ -6,7 +6,7 @@ import importlib
 
 from astra_repro.evaluators.base import EVALUATORS, EvalResult, EvalTarget, Evaluator, register_evaluator
 
-_MODULES = ["gsm8k", "hendrycks_math", "code", "commonsense", "glue"]
+_MODULES = ["gsm8k", "hendrycks_math", "code", "commonsense", "glue", "forgetting"]
 
 for _module in _MODULES:
     try:

@@ -25,6 +25,9 @@ Pooling over seeds and pairing (`pool_seeds`, `compare_records`)
     resamples items, not seeds: the interval is the test-set sampling uncertainty of the seed-averaged
     methods. With 1-3 seeds a resampling of seeds would be meaningless; seed-to-seed spread is what the
     table's ± std shows, and more seeds narrow the interval only through the averaged per-item outcomes.
+    To put seed-to-seed variance into the interval itself (tables with >= 2 seeds per method),
+    `report.hierarchical` resamples seeds too; coarse with 2-3 seeds, hence wide and conservative.
+    `hierarchical.compare_records_auto` picks hierarchical or item-only by seed count (see its docstring).
 
 Bootstrap (`paired_bootstrap`)
     Items are resampled with replacement (an index matrix, drawn in chunks of about 2M entries to bound
