@@ -24,8 +24,11 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt scripts/install.sh
 demo: install
 	$(PY) scripts/demo.py
 
+# Two pytest-xdist workers (the suite's many Python-bound parts - imports, compositions, subprocess start-up - use
+# both cores); the DDP/ZeRO tests share one worker (--dist loadgroup). TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 test-exhaustive: install
 	$(PY) -m pytest -q -m exhaustive

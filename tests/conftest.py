@@ -7,6 +7,11 @@ Everything else in its cache (calibration statistics, prepared data) stays its o
 
 import os
 
+# Under `make test`'s pytest-xdist workers each worker is one of two processes on the machine's cores: one OpenMP
+# thread each (set before torch loads), else 2 x 2 threads thrash (docs/benchmarks.md, issue 20). A run applies it
+# through the environment's OMP_NUM_THREADS (astra_repro/threads.py); the golden losses hold to 2e-4 at any count.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"

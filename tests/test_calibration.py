@@ -265,7 +265,7 @@ def test_wikitext2_offline_without_a_file_names_the_fix():
 
 def test_too_many_samples_is_a_config_error(tiny_model):
     _, tokenizer = tiny_model
-    with pytest.raises(ConfigError, match="calibration_samples"):
+    with pytest.raises(ConfigError, match=r"lower calibration\.n_samples"):
         build_samples(tokenizer, make_records(5), make_spec(n_samples=8))
 
 

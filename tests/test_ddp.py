@@ -18,8 +18,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                                reason="torch.distributed with gloo is not available")
+pytestmark = [
+    pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                       reason="torch.distributed with gloo is not available"),
+    # with `make test`'s two workers (pytest-xdist, --dist loadgroup) the DDP and ZeRO tests share one worker, so the
+    # one-process reference run (conftest.one_process_run) is trained once per test run
+    pytest.mark.xdist_group("one_process_run"),
+]
 
 COMMON = ["model=tiny_llama", "skip_eval=true", "task.train.max_steps=4", "task.train.warmup_steps=0",
           "task.data.n_train=32", "calibration.n_samples=4", "calibration.seq_len=32", "rank=4",

@@ -18,7 +18,10 @@ from safetensors.torch import load_file
 from helpers import TINY_OVERRIDES
 
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed not installed")
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed not installed"),
+    pytest.mark.xdist_group("one_process_run"),  # with test_ddp.py: one reference run per test run (conftest.py)
+]
 
 
 def test_zero2_single_process_cpu(tmp_path):

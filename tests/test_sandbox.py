@@ -24,10 +24,14 @@ def leftover_dirs(prefix: str) -> set[Path]:
 
 
 @pytest.fixture(autouse=True)
-def nothing_left_behind():
-    before = leftover_dirs("astra_sandbox_") | leftover_dirs("astra_evalplus_")
+def nothing_left_behind(tmp_path, monkeypatch):
+    # this test's own temp dir (here and in child processes), so a concurrent test (pytest-xdist) cannot add to it
+    own = tmp_path / "tmp"
+    own.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(own))
+    monkeypatch.setenv("TMPDIR", str(own))
     yield
-    assert leftover_dirs("astra_sandbox_") | leftover_dirs("astra_evalplus_") == before
+    assert leftover_dirs("astra_sandbox_") | leftover_dirs("astra_evalplus_") == set()
 
 
 @pytest.fixture
