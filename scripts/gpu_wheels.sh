@@ -56,9 +56,8 @@ done
 
 rm -rf "$MODEL" && mkdir -p "$MODEL/tokenizer"
 read -r GGUF CONVERTED < <("$PY" - <<'EOF'
-from omegaconf import OmegaConf
-from astra_repro.models import embedded_gguf, embedded_model_dir
-cfg = OmegaConf.load("configs/model/smollm2_135m.yaml")
+from astra_repro.models import embedded_gguf, embedded_model_dir, model_config
+cfg = model_config("smollm2_135m")
 print(embedded_gguf(cfg)[1], embedded_model_dir(cfg))
 EOF
 )

