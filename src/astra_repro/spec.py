@@ -93,6 +93,7 @@ class RunSpec:
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "RunSpec":
         """Check and build. The first invalid value raises a one-line ConfigError (keys as the user types them)."""
+        from astra_repro.evaluators import check_settings
         from astra_repro.methods import METHODS
         from astra_repro.models import model_kind
         from astra_repro.tasks import TASKS
@@ -138,7 +139,7 @@ class RunSpec:
             grad_accum=check.integer(cfg, "task.train.grad_accum", minimum=1, optional=True),
         )
         check.integer(cfg, "task.data.n_train", minimum=1, optional=True)
-        check.check_evaluator_settings(cfg)  # a run scores at its end: refused before hours of training, not after
+        check_settings(check.get(cfg, "task.evaluators"))  # a run scores at its end: refused before hours of training
         task = OmegaConf.to_container(cfg.task, resolve=True)
         task.pop("train")
         task["evaluators"] = select_evaluators(task["evaluators"], check.get(cfg, "evaluators"))

@@ -13,10 +13,11 @@ import functools
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 from omegaconf import DictConfig
 
+from astra_repro.options import Option
 from astra_repro.registry import Registry
 
 
@@ -84,6 +85,13 @@ class EvalTarget:
     generation: str = "regroup"  # the hf backend's batching: regroup | padded (see evaluators/decoding.py)
 
 
+# Settings most evaluators share (an evaluator declares the ones it reads, once, in `settings`).
+N = Option(None, kind=int, minimum=1, doc="the first n items; null = all of them")
+BATCH_SIZE = Option(16, kind=int, minimum=1, doc="prompts per forward / generation batch")
+MAX_NEW_TOKENS = Option(512, kind=int, minimum=1, doc="greedy token cap")
+PATH = Option(None, kind=str, doc="a local test file (else the hub, else a synthetic stand-in where there is one)")
+
+
 class Evaluator(ABC):
     name: ClassVar[str]
     version: ClassVar[str]
@@ -91,6 +99,9 @@ class Evaluator(ABC):
     label: ClassVar[str]  # how tables and figures name the benchmark (GSM8K, HumanEval, ARC-e)
     item_id_field: ClassVar[str]  # the per-item field that names an item
     metrics: ClassVar[tuple[MetricSpec, ...]]  # every metric it reports that a report may show, primary first
+    # The keys of its block under task.evaluators.<name>, declared once; checked (unknown key, type, range) when the
+    # run spec is built, before any model loads (evaluators.base.check_settings).
+    settings: ClassVar[dict[str, Option]] = {}
     primary_metric: ClassVar[str]  # derived: metrics[0].name (the metric tables show first)
 
     def __init_subclass__(cls, **kwargs):
@@ -162,3 +173,15 @@ EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator", config_group="task
 def register_evaluator(cls: type[Evaluator]) -> type[Evaluator]:
     EVALUATORS.register(cls.name)(cls)
     return cls
+
+
+def check_settings(task_evaluators: Mapping) -> None:
+    """Every evaluator block of the task against its evaluator's declared `settings`, before any model is loaded:
+    `n=0` would score nothing and `n=-3` drop the last three records silently; `batch_size=0` or
+    `max_new_tokens=abc` would fail after the model is loaded; a mistyped key would be ignored."""
+    from astra_repro.options import check_block
+
+    for name, block in (task_evaluators or {}).items():
+        if isinstance(block, Mapping) and name in EVALUATORS:
+            cls = EVALUATORS.get(name)
+            check_block(f"task.evaluators.{name}", name, cls.settings, block)

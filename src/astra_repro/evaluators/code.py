@@ -16,7 +16,11 @@ from typing import ClassVar
 from astra_repro.data.prompts import ALPACA_PROMPT
 from astra_repro.data.sources import normalize_records, read_json_records, require_text
 from astra_repro.errors import ConfigError
-from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, MetricSpec, percent_true, register_evaluator
+from astra_repro.evaluators.base import (
+    BATCH_SIZE, EvalResult, EvalTarget, Evaluator, MAX_NEW_TOKENS, MetricSpec, N, PATH, percent_true,
+    register_evaluator,
+)
+from astra_repro.options import Option
 from astra_repro.evaluators.code_data import load_code_problems
 from astra_repro.evaluators.code_postprocess import postprocess_completion
 from astra_repro.evaluators.code_scoring import failure_reason, score_with_human_eval_tests
@@ -63,6 +67,12 @@ def pissa_prompt_row(row: dict) -> dict:
 
 
 class CodeEvaluator(Evaluator):
+    settings = {
+        "path": PATH, "prompts_path": Option(None, kind=str, doc="pissa-dataset python test jsonl (its instructions)"),
+        "n": N, "max_new_tokens": MAX_NEW_TOKENS, "batch_size": BATCH_SIZE,
+        "workers": Option(None, kind=int, minimum=1, doc="EvalPlus checking processes (null: 2)"),
+        "timeout_s": Option(600, kind=float, positive=True, doc="the whole scoring subprocess"),
+    }
     """Shared by HumanEval and MBPP; subclasses name the dataset."""
 
     dataset: ClassVar[str]

@@ -25,7 +25,8 @@ from typing import Any
 
 from astra_repro.data.sources import warn_synthetic
 from astra_repro.errors import ConfigError
-from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, MetricSpec, register_evaluator
+from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, MetricSpec, N, PATH, register_evaluator
+from astra_repro.options import Option
 from astra_repro.evaluators.generation import resolve_backend
 from astra_repro.evaluators.lm_eval_tasks.llm_adapters import converted_file
 from astra_repro.evaluators.lm_eval_tasks.specs import BENCHMARKS, Benchmark, local_task_config
@@ -210,6 +211,11 @@ class CommonsenseEvaluator(Evaluator):
     )
     version = f"1+lm-eval{LM_EVAL_PIN}"
     batch_size_auto = True  # lm-eval finds the largest batch that fits (`batch_size: auto`)
+    settings = {
+        "source": Option("auto", choices=("auto", "local", "official", "synthetic")),
+        "path": PATH, "data_dir": Option(None, kind=str, doc="LLM-Adapters dataset folder (task.eval_data_dir)"),
+        "n": N, "batch_size": Option(16, choices=("auto",), kind=int, minimum=1, doc="auto: lm-eval sizes batches"),
+    }
 
     @property
     def spec(self) -> Benchmark:

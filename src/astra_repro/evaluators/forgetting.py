@@ -63,7 +63,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from astra_repro.errors import ConfigError
-from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, MetricSpec, register_evaluator
+from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, MetricSpec, PATH, register_evaluator
+from astra_repro.options import Option
 from astra_repro.models import is_seq2seq, load_model, load_pretrained, model_kind, torch_dtype
 from astra_repro.paths import PROJECT_ROOT, cache_dir
 
@@ -242,6 +243,11 @@ def base_row_losses(model_cfg: DictConfig, dtype: str, texts: Sequence[str], max
 @register_evaluator
 class Forgetting(Evaluator):
     name = "forgetting"
+    settings = {
+        "path": PATH, "base_model": Option(None, doc="the untouched base model's config (${model})"),
+        "n": Option(100, kind=int, minimum=1), "max_length": Option(768, kind=int, minimum=2),
+        "batch_size": Option(4, kind=int, minimum=1), "dtype": Option(None, kind=str),
+    }
     version = "1+peft-3419-untouched-base"
     description = "forgetting: mean per-token CE on WikiText-2 rows, trained model minus untouched base (PEFT's metric)"
     label = "Forgetting"

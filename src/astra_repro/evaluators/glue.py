@@ -15,7 +15,10 @@ import torch
 from tqdm.auto import tqdm
 
 from astra_repro.data import glue_sources
-from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, MetricSpec, register_evaluator
+from astra_repro.evaluators.base import (
+    BATCH_SIZE, EvalResult, EvalTarget, Evaluator, MAX_NEW_TOKENS, MetricSpec, N, register_evaluator,
+)
+from astra_repro.options import Option
 from astra_repro.evaluators.glue_metrics import glue_scores, label_word_token_ids, parse_generated_label, soft_predictions
 from astra_repro.models import is_seq2seq
 from astra_repro.tasks.glue import causal_prompt, glue_pair, space_in_target
@@ -56,6 +59,11 @@ def causal_next_token_logits(model, tokenizer, prompts, batch_size, max_length):
 @register_evaluator
 class Glue(Evaluator):
     name = "glue_dev"
+    settings = {
+        "glue_task": Option(None, kind=str, doc="${task.glue_task}"), "data": Option(None, doc="${task.data}"),
+        "n": N, "batch_size": BATCH_SIZE, "max_new_tokens": MAX_NEW_TOKENS,
+        "max_length": Option(128, kind=int, minimum=2),
+    }
     version = "1+lora-ga-soft"
     description = "GLUE dev accuracy: LoRA-GA's soft label-word logit comparison, generated-label accuracy, CoLA MCC"
     label = "GLUE dev"

@@ -7,7 +7,11 @@ from astra_repro.data.prompts import MATH_STOP_STRINGS, math_eval_prompt
 from astra_repro.data.sources import load_gsm8k_eval, normalize_records
 from astra_repro.errors import ConfigError
 from astra_repro.evaluators import answer_extraction as ax
-from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, MetricSpec, percent_true, register_evaluator
+from astra_repro.evaluators.base import (
+    BATCH_SIZE, EvalResult, EvalTarget, Evaluator, MAX_NEW_TOKENS, MetricSpec, N, PATH, percent_true,
+    register_evaluator,
+)
+from astra_repro.options import Option
 
 
 def gold_value(answer: str) -> str:
@@ -30,6 +34,11 @@ def checked_gold(answer: str) -> str:
 @register_evaluator
 class GSM8K(Evaluator):
     name = "gsm8k"
+    settings = {
+        "path": PATH, "hub": Option(None, doc="{id, config, split}: the hub dataset when no path"),
+        "synthetic_seed": Option(0, kind=int, minimum=0), "n": N, "max_new_tokens": MAX_NEW_TOKENS,
+        "batch_size": BATCH_SIZE,
+    }
     version = f"1+{ax.EXTRACTION_VERSION}"
     description = "GSM8K pass@1, greedy; reference extraction (strict) + flexible + math-verify"
     label = "GSM8K"

@@ -12,7 +12,11 @@ from astra_repro.data.sources import (
 )
 from astra_repro.errors import ConfigError
 from astra_repro.evaluators import math_grading as mg
-from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, MetricSpec, percent_true, register_evaluator
+from astra_repro.evaluators.base import (
+    BATCH_SIZE, EvalResult, EvalTarget, Evaluator, MAX_NEW_TOKENS, MetricSpec, N, PATH, percent_true,
+    register_evaluator,
+)
+from astra_repro.options import Option
 
 # Record formats, told apart by their keys (checked in this order: MATH-500 also has a `solution`).
 FORMAT_FIELDS = {
@@ -98,6 +102,11 @@ def load_math_eval(cfg: DictConfig, n: int | None, setting: str = "task.evaluato
 @register_evaluator
 class HendrycksMath(Evaluator):
     name = "math"
+    settings = {
+        "path": PATH, "hub": Option(None, doc="{id, split, configs}: the hub dataset when no path"),
+        "synthetic_seed": Option(0, kind=int, minimum=0), "n": N, "max_new_tokens": MAX_NEW_TOKENS,
+        "batch_size": BATCH_SIZE,
+    }
     version = f"1+{mg.MATH_GRADING_VERSION}"
     description = "MATH pass@1, greedy; reference is_equiv (bug kept) + fixed + math-verify"
     label = "MATH"

@@ -7,7 +7,6 @@ the LoRA layers; a method only decides their initial values.
 
 from __future__ import annotations
 
-import difflib
 import logging
 from abc import ABC
 from collections.abc import Mapping
@@ -18,8 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 
-from astra_repro import config_check
-from astra_repro.errors import ConfigError
+from astra_repro.options import Option, check_block  # noqa: F401  (Option: what method files declare with)
 from astra_repro.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -60,28 +58,6 @@ class InitContext:
     cache_identity: dict = field(default_factory=dict)
     # A method writes what a researcher should see in the run record here (e.g. eigenvalue ranges).
     report: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Option:
-    """One key of a method's YAML block: the default a method reads when the key is absent, and what a valid value
-    is. Declared once per method (`Method.options`), checked when the run spec is built (`Method.check_options`),
-    before any model loads. `None` is valid only for an option whose default is None (= "someone else's value")."""
-
-    default: Any = None
-    choices: tuple | None = None  # the valid values; with `kind` too, a value of that kind also passes
-    kind: type | None = None  # bool, int, float or str; None = any value
-    minimum: float | None = None
-    below: float | None = None  # exclusive upper bound
-    doc: str = ""
-
-    def describe(self) -> str:
-        """The valid values, as an error message lists them."""
-        listed = ", ".join(map(str, self.choices or ()))
-        if self.kind is None:
-            return listed
-        kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}[self.kind]
-        return f"{listed} or {kind}" if listed else kind
 
 
 # The keys every method's YAML may hold (configs/method/*.yaml); dropout and the flags feed HyperParams (spec.py).
@@ -135,14 +111,7 @@ class Method(ABC):
             values = OmegaConf.to_container(values, resolve=True)
         values = dict(values or {})
         declared = {**COMMON_OPTIONS, **cls.options}
-        for key in values:
-            if key not in declared:
-                near = difflib.get_close_matches(key, declared, n=1)
-                valid = ", ".join(declared)
-                fix = f"did you mean method.{near[0]}? (valid: {valid})" if near else f"valid: {valid}"
-                raise ConfigError(f"method.{key} is not an option of {cls.name}; {fix}")
-        for key, value in values.items():
-            check_option(cls.name, key, declared[key], value)
+        check_block("method", cls.name, declared, values)
         if not fill:
             return values
         return {**{key: option.default for key, option in declared.items()}, "name": cls.name, **values}
@@ -190,35 +159,6 @@ class Method(ABC):
         Reads its settings from `options` (the method YAML), not from state set in `initialize`, because a
         resumed run loads its saved init and never calls `initialize`."""
         return None
-
-
-def check_option(method: str, key: str, option: Option, value: Any) -> None:
-    """One value against its declaration; the messages are config_check's (the same line for the same mistake
-    whether spec.py's hyper-parameter checks or this one sees it first)."""
-    name = f"method.{key}"
-    if value is None and option.default is None:
-        return
-    if option.choices is not None and value in option.choices and not isinstance(value, bool):
-        return
-    if value is None or (option.choices is not None and not _of_kind(value, option.kind)):
-        raise ConfigError(f"{name}={value!r} is not valid for {method}; valid: {option.describe()}")
-    block = {"method": {key: value}}
-    if option.kind is bool:
-        config_check.boolean(block, name)
-    elif option.kind is int:
-        config_check.integer(block, name, minimum=option.minimum)
-    elif option.kind is float:
-        config_check.number(block, name, minimum=option.minimum, below=option.below)
-    elif option.kind is str and not isinstance(value, str):
-        raise ConfigError(f"{name}={value!r} is not a string; set {name}=<string>")
-
-
-def _of_kind(value: Any, kind: type | None) -> bool:
-    if kind is None:
-        return False
-    if isinstance(value, bool):  # bool is an int to Python, never to a user
-        return kind is bool
-    return isinstance(value, (int, float) if kind is float else kind)
 
 
 METHODS: Registry[type[Method]] = Registry("method")
