@@ -1,5 +1,6 @@
 """The task registry. Adding a task family: one module here (a `Task` subclass with `@register_task`) plus
-`configs/task/<name>.yaml` (data, schedule and evaluators; their sizes per scale in configs/task_scale/), and its module name below."""
+`configs/task/<name>.yaml` (data, schedule and evaluators; their sizes per scale in configs/task_scale/<name>_<scale>.yaml),
+and its module name below."""
 
 import importlib
 
