@@ -11,10 +11,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from astra_repro.spec import RunSpec
 from astra_repro.errors import ConfigError
 from astra_repro.paths import CONFIG_DIR
-from astra_repro.spec import plan_run
+from astra_repro.spec import RunSpec, plan_run
 
 METHODS = sorted(p.stem for p in (CONFIG_DIR / "method").glob("*.yaml"))
 # (lr, rank, alpha) per method, as the per-method `hp:` tables stated them before the flat configs
@@ -139,3 +138,28 @@ def test_an_unknown_key_at_the_entry_point_exits_2_with_one_line(tmp_path, capfd
     assert outcome.returncode == 2
     assert outcome.stderr.strip() == ("error: unknown key 'task.train.max_step'; did you mean task.train.max_steps? "
                                       "(a new key is added with +task.train.max_step=...)")
+
+
+def test_the_run_spec_is_frozen_and_its_plan_is_what_the_run_writes(tmp_path):
+    import dataclasses
+
+    import yaml
+
+    from astra_repro import runs
+    from astra_repro.train import run
+
+    cfg = composed("model=tiny_llama", "method=lora", "task.train.max_steps=2", "task.train.global_batch_size=2",
+                   "task.train.per_device_batch_size=2", "task.data.n_train=8", "task.data.synthetic.n_train=16",
+                   "skip_eval=true", f"output_root={tmp_path}")
+    spec = RunSpec.from_config(cfg)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.seed = 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.hp.rank = 4
+    with pytest.raises(TypeError):
+        spec.model["name"] = "other"  # nested mappings are read-only views
+    with pytest.raises(TypeError):
+        spec.task["data"]["n_train"] = 1
+    run_dir = run(cfg)
+    assert yaml.safe_load((run_dir / "config.yaml").read_text()) == spec.plan()
+    assert runs.read_json(run_dir / runs.METRICS_FILE)["config_hash"] == runs.config_hash(spec.plan())
