@@ -13,6 +13,7 @@ from astra_repro.evaluators import EVALUATORS, EvalTarget, get_evaluator
 from astra_repro.evaluators import forgetting
 from astra_repro.evaluators.forgetting import mean_token_ce
 from astra_repro.models import load_model, model_config
+from astra_repro.paths import file_digest
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",  # the longest: truncated at max_length=20
@@ -82,7 +83,7 @@ def test_forgetting_of_the_base_against_itself_is_zero(tiny, text_file):
     assert result.metrics["forgetting"] == 0.0
     assert result.metrics["ce_after"] == result.metrics["ce_before"] > 0
     assert result.metrics["n_rows"] == 3
-    assert result.info["sha256"] == forgetting.file_sha256(text_file)
+    assert result.info["sha256"] == file_digest(text_file)
     assert result.info["data_path"] == str(text_file.resolve())
     assert [p["row"] for p in result.predictions] == [0, 1, 2]
     assert sum(p["n_tokens"] for p in result.predictions) == result.metrics["n_tokens"]

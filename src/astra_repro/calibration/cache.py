@@ -21,7 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from astra_repro.calibration.spec import CalibrationSpec
 from astra_repro.calibration.statistics import LayerStatistics
-from astra_repro.paths import cache_dir
+from astra_repro.paths import cache_dir, file_digest
 from astra_repro.runs import canonical_json
 
 log = logging.getLogger(__name__)
@@ -101,11 +101,7 @@ def _file_fingerprint(path: str) -> str:
     file = Path(path).expanduser()
     if not file.is_file():
         return f"missing:{path}"
-    digest = hashlib.sha256()
-    with open(file, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
+    return f"sha256:{file_digest(file)}"
 
 
 def _plain(value: Any) -> Any:

@@ -9,7 +9,6 @@ path as a plain file, so a .gz release is decompressed once into <cache>/evalplu
 from __future__ import annotations
 
 import gzip
-import hashlib
 import importlib.util
 import os
 import warnings
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from astra_repro.data.sources import read_json_records
 from astra_repro.errors import ConfigError
-from astra_repro.paths import cache_dir
+from astra_repro.paths import cache_dir, file_digest
 
 
 @dataclass(frozen=True)
@@ -54,21 +53,13 @@ def read_jsonl(path: str | os.PathLike, setting: str = "task.evaluators.<humanev
     return read_json_records(path, setting)
 
 
-def file_md5(path: str | os.PathLike) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def plain_jsonl(path: str | os.PathLike) -> Path:
     """`path` itself if plain, else its decompressed copy under <cache>/evalplus/ (made once, atomically)."""
     path = Path(path)
     if not path.name.endswith(".gz"):
         return path
     target_dir = cache_dir() / "evalplus"
-    target = target_dir / f"{path.name[:-3].removesuffix('.jsonl')}-{file_md5(path)[:12]}.jsonl"
+    target = target_dir / f"{path.name[:-3].removesuffix('.jsonl')}-{file_digest(path, 'md5')[:12]}.jsonl"
     if not target.exists():
         target_dir.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -129,7 +120,7 @@ def check_records(dataset: str, records: list[dict], fields: tuple, source: str)
 def load_plus_release(dataset: str, path: str | os.PathLike, data_source: str) -> tuple[dict, dict]:
     problems = check_records(dataset, read_jsonl(path, path_setting(dataset)), PLUS_FIELDS, str(path))
     plain = plain_jsonl(path)  # after the check: a damaged .gz is reported above, not decompressed
-    md5 = file_md5(plain)
+    md5 = file_digest(plain, "md5")
     expected = f"{RELEASES[dataset].name} {RELEASES[dataset].version}"
     version = KNOWN_RELEASE_MD5.get(md5, f"unknown (md5 {md5})")
     if version != expected:

@@ -66,7 +66,7 @@ from astra_repro.errors import ConfigError
 from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, MetricSpec, PATH, register_evaluator
 from astra_repro.options import Option
 from astra_repro.models import is_seq2seq, load_model, load_pretrained, model_kind, torch_dtype
-from astra_repro.paths import PROJECT_ROOT, cache_dir
+from astra_repro.paths import PROJECT_ROOT, cache_dir, file_digest
 
 log = logging.getLogger("astra_repro")
 
@@ -175,14 +175,6 @@ def read_rows(path: Path, n: int) -> list[tuple[int, str]]:
     return rows
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # --------------------------------------------------------------------------------------------- the base's cache
 def base_identity(model_cfg: DictConfig | dict) -> dict:
     """What names the base model's weights: its whole config (source, hub id or package, a tiny model's seed and
@@ -281,7 +273,7 @@ class Forgetting(Evaluator):
             return self.skipped({"skipped": f"{self.name}: {path} has no non-empty line", "data_source": None,
                                  "data_path": str(path)})
         texts = [text for _, text in rows]
-        sha256 = file_sha256(path)
+        sha256 = file_digest(path)
 
         model, tokenizer = target.model, target.tokenizer
         if model is None:  # only a folder is known: load it as the base is loaded

@@ -164,17 +164,9 @@ def compare_records_auto(records_a: Sequence[dict], records_b: Sequence[dict], e
                          cache: dict | None = None) -> HierarchicalComparison | Unavailable:
     """`significance.compare_records` with the bootstrap chosen by seed count: hierarchical when both groups have
     >= 2 runs, item-only otherwise. The per-item outcomes are read and checked exactly as there."""
-    if not records_a or not records_b:
-        return Unavailable("no runs on one side")
-    sides = []
-    for records in (records_a, records_b):
-        runs = []
-        for record in records:
-            loaded = significance._record_outcomes(record, evaluator, metric, cache)
-            if loaded.outcomes is None:
-                return Unavailable(loaded.reason or "no per-item outcomes")
-            runs.append(loaded.outcomes)
-        sides.append(runs)
+    sides = significance.records_outcomes(records_a, records_b, evaluator, metric, cache)
+    if isinstance(sides, Unavailable):
+        return sides
     try:
         return compare_runs(*sides, n_resamples=n_resamples, confidence=confidence, seed=seed)
     except ValueError as err:  # no item in common

@@ -300,12 +300,10 @@ def _record_outcomes(record: dict, evaluator: str, metric: str, cache: dict | No
     return result
 
 
-def compare_records(records_a: Sequence[dict], records_b: Sequence[dict], evaluator: str, metric: str, *,
-                    n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0,
-                    cache: dict | None = None) -> Comparison | Unavailable:
-    """Group a (its seeds pooled per item) against group b on one metric; `Unavailable` (falsy, with the reason)
-    when a run lacks usable per-item outcomes or the groups share no item. `cache` (a dict kept by the caller)
-    avoids reading a run's predictions again for every comparison it takes part in."""
+def records_outcomes(records_a: Sequence[dict], records_b: Sequence[dict], evaluator: str, metric: str,
+                     cache: dict | None = None) -> list[list] | Unavailable:
+    """Each side's per-run item outcomes ([runs of a, runs of b]), or `Unavailable` naming why a comparison cannot
+    be made (no runs on a side, a run without usable per-item outcomes)."""
     if not records_a or not records_b:
         return Unavailable("no runs on one side")
     sides = []
@@ -317,6 +315,18 @@ def compare_records(records_a: Sequence[dict], records_b: Sequence[dict], evalua
                 return Unavailable(loaded.reason or "no per-item outcomes")
             runs.append(loaded.outcomes)
         sides.append(runs)
+    return sides
+
+
+def compare_records(records_a: Sequence[dict], records_b: Sequence[dict], evaluator: str, metric: str, *,
+                    n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0,
+                    cache: dict | None = None) -> Comparison | Unavailable:
+    """Group a (its seeds pooled per item) against group b on one metric; `Unavailable` (falsy, with the reason)
+    when a run lacks usable per-item outcomes or the groups share no item. `cache` (a dict kept by the caller)
+    avoids reading a run's predictions again for every comparison it takes part in."""
+    sides = records_outcomes(records_a, records_b, evaluator, metric, cache)
+    if isinstance(sides, Unavailable):
+        return sides
     pooled_a, pooled_b, dropped = pool_seeds(*sides)
     if not pooled_a:
         return Unavailable(f"no item is scored in every run of both sides ({dropped} items seen)")
