@@ -206,7 +206,7 @@ def test_a_failed_evaluation_is_marked_and_a_rerun_after_the_fix_clears_it(tmp_p
 ])
 def test_evaluate_checks_the_keys_it_reads(override, message):
     with pytest.raises(ConfigError, match=message):
-        check_eval_config(tiny_cfg(override), "demo")
+        check_eval_config(tiny_cfg(override))
 
 
 @pytest.mark.parametrize("task,override,message", [
@@ -218,7 +218,7 @@ def test_evaluate_checks_the_keys_it_reads(override, message):
 def test_evaluator_settings_are_checked_for_every_task(task, override, message):
     cfg = tiny_cfg(f"task={task}", override)
     with pytest.raises(ConfigError, match=message):
-        check_eval_config(cfg, "demo")
+        check_eval_config(cfg)
     with pytest.raises(ConfigError, match=message):  # a training run scores too: it is refused before training
         RunSpec.from_config(cfg)
 

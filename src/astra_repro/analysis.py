@@ -144,10 +144,11 @@ def calibration_spec(plan: dict, samples: int | None, seq_len: int | None, n_poo
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from astra_repro import runs
     from astra_repro.calibration import CalibrationSpec
     from astra_repro.paths import CONFIG_DIR
 
-    scale = {"glue": "paper"}.get(plan.get("recipe"), plan.get("recipe") or "paper")  # older records: recipe glue
+    scale = runs.scale_of(plan.get("recipe")) or "paper"
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[f"task={plan['task']['name']}", f"scale={scale}", "calibration=task"])
     stage = OmegaConf.to_container(cfg.calibration, resolve=True)

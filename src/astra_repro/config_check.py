@@ -16,7 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from astra_repro.errors import ConfigError
 # The checked accessors (each returns the value it checked) live in options.py; the run spec reads them from here.
-from astra_repro.options import _check_value, _get, boolean, choice, get, integer, number  # noqa: F401
+from astra_repro.options import _get, boolean, choice, get, integer, number  # noqa: F401
 from astra_repro.threads import WAIT_POLICIES
 
 BACKENDS = ("auto", "hf", "vllm")
@@ -37,7 +37,7 @@ def check_complete(cfg: DictConfig, under: str = "") -> None:
                       f"add that file or set {missing[0]}=<value>")
 
 
-def check_eval_config(cfg: DictConfig, recipe: str | None = None) -> None:
+def check_eval_config(cfg: DictConfig) -> None:
     """What `python -m astra_repro.evaluate` reads of the config: the shared keys and the evaluator blocks (composed at
     a rescored run's own scale; each block against its evaluator's declared settings)."""
     from astra_repro.evaluators import check_settings

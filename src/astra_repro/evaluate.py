@@ -35,8 +35,6 @@ from astra_repro.paths import CONFIG_DIR, results_dir
 log = logging.getLogger("astra_repro")
 
 
-# Records written before the flat configs name T5-base's GLUE setting `glue`: it is the scale `paper` now.
-RUN_SCALES = {"glue": "paper"}
 RUN_PLAN_KEYS = ("model.name", "model.dtype", "task.name", "method.name", "recipe", "hp.rank", "seed")
 HELP = "python -m astra_repro.evaluate --help"
 
@@ -103,7 +101,7 @@ def describe_target(target: str, overrides: list[str]) -> tuple[dict, list[str]]
         if not any(o.startswith("task=") for o in overrides):
             defaults.append(f"task={plan['task']['name']}")
         if not any(o.startswith("scale=") for o in overrides):  # the run's scale: its evaluator sizes
-            defaults.append(f"scale={RUN_SCALES.get(plan['recipe'], plan['recipe'])}")
+            defaults.append(f"scale={runs.scale_of(plan['recipe'])}")
         return {"kind": "run", "path": str(folder.resolve()), "plan": plan, "record": record}, defaults + overrides
     if (folder / "config.json").exists():
         return {"kind": "model_folder", "path": str(folder.resolve())}, overrides
@@ -168,23 +166,18 @@ def load_target(source: dict, cfg: DictConfig) -> tuple[EvalTarget, dict]:
     return EvalTarget(model, tokenizer, saved_model_folder(model_cfg), **settings), fields
 
 
-def target_recipe(cfg: DictConfig, source: dict) -> str:
-    """The scale the evaluators' sizes come from: a rescored run's own (composed with scale=<its scale> unless the
-    command line names another), else the configured model's."""
-    return cfg.scale
-
-
 def evaluation_plan(cfg: DictConfig, source: dict) -> dict:
     from astra_repro.spec import select_evaluators
 
-    recipe = target_recipe(cfg, source)
     task = OmegaConf.to_container(cfg.task, resolve=True)
     source_id = {k: v for k, v in source.items() if k in ("kind", "path")}
     if source["kind"] == "base":
         source_id["model"] = OmegaConf.to_container(cfg.model, resolve=True)
     return {
         "source": source_id,
-        "recipe": recipe,
+        # the scale the evaluators' sizes come from: a rescored run's own (describe_target composes with
+        # scale=<its scale> unless the command line names another), else the configured model's
+        "recipe": cfg.scale,
         "task": {"name": task["name"], "evaluators": select_evaluators(task["evaluators"], cfg.get("evaluators"))},
     }
 
@@ -207,7 +200,7 @@ def evaluate(argv: list[str]) -> Path:
     source, overrides = describe_target(target_arg, overrides)
     check_override_keys(overrides)  # with the source run's model / task / scale
     cfg = compose_config(overrides)
-    check_eval_config(cfg, target_recipe(cfg, source))  # before a model is loaded or a folder written
+    check_eval_config(cfg)  # before a model is loaded or a folder written
     threads.apply_runtime(cfg.get("runtime"))
     plan = evaluation_plan(cfg, source)
     target, fields = load_target(source, cfg)

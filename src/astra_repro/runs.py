@@ -34,6 +34,16 @@ def canonical_json(obj: Any) -> str:
 LAUNCH_KEYS = ("batch",)
 
 
+# Records and plans written before the flat configs (issue 21) call T5-base's GLUE setting recipe `glue`: it is the
+# scale `paper` now.
+OLD_SCALE_NAMES = {"glue": "paper"}
+
+
+def scale_of(recipe: str | None) -> str | None:
+    """The scale a record's or plan's `recipe` names, for records of any age."""
+    return OLD_SCALE_NAMES.get(recipe, recipe)
+
+
 def config_hash(plan: dict, length: int = 8) -> str:
     identity = {k: v for k, v in plan.items() if k not in LAUNCH_KEYS}
     return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:length]

@@ -30,6 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from astra_repro.runs import scale_of
+
 SYNTHETIC, PROMPT, CONSTRUCTED, BATCH, TEST_SET, TRAINING = "†", "‡", "§", "¶", "‖", "°"
 ORDER = (SYNTHETIC, PROMPT, CONSTRUCTED, BATCH, TEST_SET, TRAINING)
 MEANING = {
@@ -75,8 +77,6 @@ class PaperProtocol:
 NLG = PaperProtocol()  # Tables 2, 3, 4: Table 8's hyper-parameters, global batch 128, the first 100k examples
 GLUE = PaperProtocol((128, 32), "paper", None, whole_split=True)  # Table 1 (128) and Table 9 (32): the whole split
 OTHER = PaperProtocol(None, None, None)
-# Records written before the flat configs (issue 21) called T5-base's GLUE setting recipe `glue`; it is scale `paper`.
-OLD_SCALE_NAMES = {"glue": "paper"}
 TASK_PROTOCOLS = {"math": NLG, "code": NLG, "commonsense": NLG, "glue": GLUE}
 
 
@@ -118,7 +118,7 @@ def record_departures(record: dict, evaluator: str, paper: PaperProtocol) -> dic
     version = info.get("version")
     if evaluator in PAPER_CODE_RELEASES and version and version not in PAPER_CODE_RELEASES[evaluator]:
         add(TEST_SET, f"{evaluator}: {version}")
-    recipe = OLD_SCALE_NAMES.get(record.get("recipe"), record.get("recipe"))  # the record's scale
+    recipe = scale_of(record.get("recipe"))  # old GLUE records say `glue`
     if recipe and paper.recipe and recipe != paper.recipe:
         add(TRAINING, f"recipe {recipe} (paper: {paper.recipe})")
     n_train, n_pool = data.get("n_train"), data.get("n_pool")
