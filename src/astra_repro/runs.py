@@ -22,6 +22,7 @@ INIT_DIR, TRAINED_DIR, EXPORT_DIR = "init", "trained", "export"
 COMPLETE_FILE = "COMPLETE"
 PREDICTIONS_FILE = "predictions.jsonl"
 EVAL_PARTS_DIR = "eval_parts"  # one finished evaluator's result each, so an interrupted evaluation resumes
+WEIGHT_FOLDERS = (INIT_DIR, TRAINED_DIR, EXPORT_DIR, "checkpoints", EVAL_PARTS_DIR)  # what keep_weights=false drops
 SWEEP_ENV = "ASTRA_SWEEP"  # the sweep a run belongs to, for the cost table per sweep (not part of the run's hash)
 
 
@@ -253,7 +254,38 @@ def software_versions() -> dict:
     import transformers
 
     return {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
-            "python": sys.version.split()[0]}
+            "python": sys.version.split()[0], "astra_repro_commit": code_commit()}
+
+
+def code_commit() -> str | None:
+    """The checkout's git commit (+"-dirty" with uncommitted changes to tracked files), so a committed record names
+    the code that produced it; None outside a git checkout."""
+    import subprocess
+
+    from astra_repro.paths import PROJECT_ROOT
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=10)
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def drop_weights(run_dir: Path) -> list[str]:
+    """A finished run without its model-sized folders (keep_weights=false: studies of dozens of runs keep only the
+    record: config.yaml, metrics.json, predictions.jsonl, train_log.jsonl). Called after the record is written, so a
+    crash here loses nothing; the run stays finished (its record decides) and is not redone."""
+    dropped = []
+    for name in WEIGHT_FOLDERS:
+        folder = Path(run_dir) / name
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+            dropped.append(name)
+    return dropped
 
 
 def method_label(method, options) -> str:

@@ -70,6 +70,7 @@ class Launch:
     output_root: str | None
     force: bool
     skip_eval: bool
+    keep_weights: bool
     eval_backend: str
     eval_generation: str
     runtime: Mapping
@@ -166,7 +167,7 @@ class RunSpec:
         method = {k: v for k, v in checked.items() if k != "description"}
         launch = Launch(
             output_root=cfg.get("output_root"), force=check.boolean(cfg, "force"),
-            skip_eval=check.boolean(cfg, "skip_eval"), eval_backend=check.get(cfg, "eval.backend"),
+            skip_eval=check.boolean(cfg, "skip_eval"), keep_weights=check.boolean(cfg, "keep_weights"), eval_backend=check.get(cfg, "eval.backend"),
             eval_generation=check.get(cfg, "eval.generation"), runtime=frozen(check.get(cfg, "runtime") or {}),
             wandb=frozen({**(check.get(cfg, "wandb") or {}), "enabled": check.boolean(cfg, "wandb.enabled")}),
         )

@@ -56,6 +56,8 @@ def run(cfg: DictConfig) -> Path:
     if runs.is_complete(run_dir) and not spec.launch.force:
         print(f"[astra_repro] already done: {run_dir}  (force=true redoes it)")
         print_metrics(runs.read_json(run_dir / runs.METRICS_FILE))
+        if not spec.launch.keep_weights:
+            runs.drop_weights(run_dir)
         return run_dir
     if method.trains:  # never HF Trainer's DataParallel over the GPUs one process sees: a multiple of the batch
         check_one_process_per_device(spec.batch["world_size"])
@@ -142,6 +144,8 @@ def run_stages(spec: RunSpec, method, run_dir: Path, wall_start: float) -> Path:
     runs.atomic_write_json(run_dir / runs.METRICS_FILE, record)  # the last write: its presence means "done"
     print_metrics(record)
     print(f"[astra_repro] record: {run_dir / runs.METRICS_FILE}  ({timings['wall_s']:.0f} s)")
+    if not spec.launch.keep_weights:
+        print(f"[astra_repro] keep_weights=false: dropped {', '.join(runs.drop_weights(run_dir)) or 'nothing'}")
     return run_dir
 
 
