@@ -7,6 +7,11 @@ Each array task re-enters the idempotent entry point (`python -m astra_repro.tra
 are skipped, interrupted ones resume, so a requeued or resubmitted array simply continues (design lesson 7).
 A sweep file (slurm/sweeps/<name>.yaml) has `fixed` overrides and `axes`: the cartesian product of the axes.
 An axis value that is a list is a group of overrides applied together (e.g. Table 4's window selections).
+
+A study (a sweep with a `study:` block, report/study.py) has two stages: the grid, then each method at its best rate
+with more seeds, planned from the grid's records. `--local` runs both; on SLURM, submit the grid's array, then run
+the same command again when it is done for the second stage's. Finished runs are found by planning each line
+(its config hash), so re-running a finished sweep starts no process at all.
 """
 
 from __future__ import annotations
@@ -69,35 +74,92 @@ def resolve_references(override: str, overrides: list[str]) -> str:
 
 
 def write_manifest(name: str, out_root: Path | None = None) -> Path:
-    runs = expand(load_sweep(name))
-    folder = (out_root or PROJECT_ROOT / "sweeps") / name
+    return write_lines((out_root or PROJECT_ROOT / "sweeps") / name, "manifest.txt", expand(load_sweep(name)))
+
+
+def finished_runs(runs_overrides: list[list[str]]) -> list[bool]:
+    """Whether each run's record exists: every line planned as the entry point plans it (same config hash, same
+    folder), without starting a process per line."""
+    from hydra import compose, initialize_config_dir
+
+    from astra_repro import runs
+    from astra_repro.paths import CONFIG_DIR
+    from astra_repro.spec import plan_run
+
+    done = []
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        for overrides in runs_overrides:
+            cfg = compose("config", overrides=list(overrides))
+            done.append(runs.is_complete(runs.run_dir(plan_run(cfg), cfg.get("output_root"))))
+    return done
+
+
+def write_lines(folder: Path, file_name: str, runs_overrides: list[list[str]]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    manifest = folder / "manifest.txt"
-    manifest.write_text("".join(" ".join(shlex.quote(o) for o in run) + "\n" for run in runs))
+    manifest = folder / file_name
+    manifest.write_text("".join(" ".join(shlex.quote(o) for o in run) + "\n" for run in runs_overrides))
     return manifest
+
+
+def run_locally(name: str, runs_overrides: list[list[str]]) -> int:
+    """Run the unfinished lines here, one after another; returns how many were started."""
+    pending = [run for run, done in zip(runs_overrides, finished_runs(runs_overrides)) if not done]
+    print(f"{len(runs_overrides) - len(pending)} of {len(runs_overrides)} runs already finished; {len(pending)} to run", flush=True)
+    for i, overrides in enumerate(pending):
+        print(f"[{i + 1}/{len(pending)}] {' '.join(shlex.quote(o) for o in overrides)}", flush=True)
+        # the run records which sweep it belongs to (the cost table per sweep); not part of the run's hash
+        env = dict(os.environ, ASTRA_SWEEP=name)
+        subprocess.run([sys.executable, "-m", "astra_repro.train", *overrides], check=True, env=env)
+    return len(pending)
+
+
+def study_stage2(name: str) -> tuple[list[list[str]], list[str]]:
+    """The second stage's lines (each method at its best rate x the study's seeds) from the records so far."""
+    from astra_repro.report.study import load_runs, load_study, stage2_lines
+
+    study = load_study(name)
+    return stage2_lines(study, load_runs(study))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help="a sweep in slurm/sweeps/ (without .yaml)")
-    parser.add_argument("--local", action="store_true", help="run every line here, sequentially")
+    parser.add_argument("--local", action="store_true", help="run every unfinished line here, sequentially")
     parser.add_argument("--parallel", type=int, default=8, help="SLURM array concurrency (%%K)")
     args = parser.parse_args(argv)
     try:
+        sweep = load_sweep(args.name)
         manifest = write_manifest(args.name)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    lines = manifest.read_text().splitlines()
+    lines = [shlex.split(line) for line in manifest.read_text().splitlines()]
     print(f"{len(lines)} runs -> {manifest}")
     if args.local:
-        for i, line in enumerate(lines):
-            print(f"[{i + 1}/{len(lines)}] {line}", flush=True)
-            # the run records which sweep it belongs to (the cost table per sweep); not part of the run's hash
-            env = dict(os.environ, ASTRA_SWEEP=args.name)
-            subprocess.run([sys.executable, "-m", "astra_repro.train", *shlex.split(line)], check=True, env=env)
+        run_locally(args.name, lines)
+    elif not sweep.get("study"):
+        print(f"sbatch --array=0-{len(lines) - 1}%{args.parallel} slurm/array.sbatch {manifest}")
         return
-    print(f"sbatch --array=0-{len(lines) - 1}%{args.parallel} slurm/array.sbatch {manifest}")
+    if not sweep.get("study"):
+        return
+    try:
+        stage2, waiting = study_stage2(args.name)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    if waiting:
+        if not args.local:
+            print(f"sbatch --array=0-{len(lines) - 1}%{args.parallel} slurm/array.sbatch {manifest}")
+        print(f"stage 2 (best rate x seeds) waits for the grid of: {'; '.join(waiting)}. Run this command again "
+              "once the grid is done.")
+        return
+    manifest2 = write_lines(manifest.parent, "manifest_stage2.txt", stage2)
+    print(f"stage 2: {len(stage2)} runs (each method at its best rate) -> {manifest2}")
+    if args.local:
+        run_locally(args.name, stage2)
+        print(f"study {args.name} is complete: make tables")
+    else:
+        print(f"sbatch --array=0-{len(stage2) - 1}%{args.parallel} slurm/array.sbatch {manifest2}")
 
 
 if __name__ == "__main__":

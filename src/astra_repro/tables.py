@@ -9,6 +9,8 @@ re-runs anything. Writes to results/tables (Markdown, CSV, LaTeX) and results/fi
 - the paper's Tables 1, 2, 3, 4 and 9 per model, with the paper's value and Δ per cell, significance marks from a
   paired bootstrap, and a table of the differences with their intervals (`report/paper_tables.py`);
 - the cost of the runs, one table per sweep (`report/cost.py`);
+- every committed study (results/studies/<name>/): best-rate, paper-rate, contrast and grid tables and a
+  score/forgetting-vs-learning-rate figure (`report/study.py`);
 - the paper's figures (`report/figures.py`).
 """
 
@@ -217,15 +219,20 @@ def write_tables(runs_root: Path | None = None, out_dir: Path | None = None, fig
     from astra_repro.report.figures import paper_figures, training_curves
     from astra_repro.report.paper_tables import paper_tables
 
+    from astra_repro.report.study import write_study_outputs
+
     records = runs.load_records(runs_root)
     out_dir = out_dir or results_dir() / "tables"
     out_dir.mkdir(parents=True, exist_ok=True)
+    # the committed studies (results/studies/<name>/) first: they need no run of one's own
+    written, tables, _ = write_study_outputs(out_dir, figures_dir or results_dir() / "figures")
+    for table in tables:
+        print(table.markdown())
     if not records:
         print(f"no finished runs under {runs_root or results_dir() / 'runs'}; run `make demo` or `python -m astra_repro.train` first")
-        return []
+        return written
     frame = records_frame(records)
     primary = primary_metrics(records)
-    written = []
     for (task, model), group in frame.groupby(["task", "model"]):
         table_records = [r for r in records if table_task(r) == task and r["model"] == model]
         markdown, csv = render_table(task, model, group, primary, table_records)

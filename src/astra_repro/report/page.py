@@ -64,11 +64,17 @@ def embedded_image(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def build_page(records: list[dict], tables: list[DisplayTable], cost: list[DisplayTable], figures: list[dict]) -> str:
-    """`figures`: entries of `report.figures.figure_index` (png path, title, caption)."""
+def build_page(records: list[dict], tables: list[DisplayTable], cost: list[DisplayTable], figures: list[dict],
+               studies: tuple[list[DisplayTable], list[Path]] = ([], [])) -> str:
+    """`figures`: entries of `report.figures.figure_index` (png path, title, caption); `studies`: the committed
+    studies' tables and figure PNGs (report/study.py)."""
     synthetic = sum(1 for r in records if "synthetic" in {r.get("data", {}).get("data_source")})
     sections = [
         ("tables", "The paper's tables", "".join(t.html() for t in tables) or "<p>No run fills a paper table yet.</p>"),
+        ("studies", "Studies (real data, learning-rate grid, seeds)", "".join(t.html() for t in studies[0]) + "".join(
+            f"<figure><img src='{embedded_image(Path(png))}' alt='{html.escape(Path(png).stem)}'><figcaption>"
+            f"{html.escape(Path(png).stem)}</figcaption></figure>" for png in studies[1]
+        ) or "<p>No committed study (results/studies/).</p>"),
         ("cost", "Cost", "".join(t.html() for t in cost) or "<p>No runs.</p>"),
         ("figures", "Figures", "".join(
             f"<figure><img src='{embedded_image(Path(f['png']))}' alt='{html.escape(f['title'])}'><figcaption><b>"
@@ -93,13 +99,16 @@ def write_report(runs_root: Path | None = None, out: Path | None = None, figures
     from astra_repro.report.cost import cost_tables
     from astra_repro.report.figures import figure_index, paper_figures
     from astra_repro.report.paper_tables import paper_tables
+    from astra_repro.report.study import write_study_outputs
 
     records = runs.load_records(runs_root)
     out = out or results_dir() / "report.html"
     figures_dir = figures_dir or out.parent / "figures"
     if records:
         paper_figures(records, figures_dir)
-    page = build_page(records, paper_tables(records), cost_tables(records), figure_index(figures_dir) if records else [])
+    _, study_tables, study_figures = write_study_outputs(out.parent / "tables", figures_dir)
+    page = build_page(records, paper_tables(records), cost_tables(records), figure_index(figures_dir) if records else [],
+                      (study_tables, study_figures))
     runs.atomic_write_text(out, page)
     return out
 
