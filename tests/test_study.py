@@ -65,7 +65,7 @@ def write_study_file(folder, root, rates=(1e-4, 1e-3), grid_seeds=(1,), seeds=(1
         "axes": {"lr": list(rates), "method": ["lora", "pissa", ["method=astra", "method.subspace=smallest"]],
                  "seed": list(grid_seeds)},
         "study": {"metric": "glue_dev/accuracy", "select_on": "even", "paper_lr": rates[0], "seeds": list(seeds),
-                  "contrasts": [["astra subspace=smallest", "pissa"]], "labels": {"lora": "LoRA"}},
+                  "contrasts": [["astra subspace=smallest", "pissa"]], "labels": {"lora": "LoRA"}, "baseline": "base"},
     }
     (folder / "tinystudy.yaml").write_text(yaml.safe_dump(definition))
     return definition
@@ -151,18 +151,20 @@ def test_a_finished_study_is_replanned_without_starting_any_run(tiny_study, monk
     study, _ = tiny_study
     started = []
     monkeypatch.setattr(sweep.subprocess, "run", lambda cmd, **kw: started.append(cmd))
-    sweep.main(["tinystudy", "--local"])  # nothing finished: every grid line is started, stage 2 waits
-    assert len(started) == len(GRID)
+    sweep.main(["tinystudy", "--local"])  # nothing finished: every grid line and the baseline start, stage 2 waits
+    assert len(started) == len(GRID) + 1
+    assert any("method=base" in cmd for cmd in started)
     assert "stage 2 (best rate x seeds) waits" in capsys.readouterr().out
     started.clear()
     write_grid(study)
+    write_planned_record(study.baseline_lines()[0], outcomes_for(50, 50, 3), 0.0)
     best = {"lora": 1e-3, "pissa": 1e-4, "astra subspace=smallest": 1e-4}
     for key, (even, odd) in SEED2.items():
         write_planned_record(study.line(study.variant(key), best[key], 2), outcomes_for(even, odd, 9), 0.02)
     sweep.main(["tinystudy", "--local"])
     out = capsys.readouterr().out
     assert started == []
-    assert f"{len(GRID)} of {len(GRID)} runs already finished; 0 to run" in out
+    assert f"{len(GRID) + 1} of {len(GRID) + 1} runs already finished; 0 to run" in out
     assert "6 of 6 runs already finished; 0 to run" in out and "is complete" in out
 
 
@@ -172,6 +174,7 @@ def test_study_tables_report_the_other_half_with_seeds_resampled_at_the_best_rat
     best = {"lora": 1e-3, "pissa": 1e-4, "astra subspace=smallest": 1e-4}
     for key, (even, odd) in SEED2.items():
         write_planned_record(study.line(study.variant(key), best[key], 2), outcomes_for(even, odd, 9), 0.02)
+    write_planned_record(study.baseline_lines()[0], outcomes_for(30, 40, 3), 0.0)
     study_runs = study_mod.load_runs(study)
     tables = {t.name.split("_", 1)[1]: t for t in study_mod.study_tables(study, study_runs)}
     assert set(tables) == {"best_rate", "paper_rate", "contrasts", "grid"}
@@ -186,7 +189,9 @@ def test_study_tables_report_the_other_half_with_seeds_resampled_at_the_best_rat
     expected = compare_runs([r.half("odd") for r in pissa_runs], [r.half("odd") for r in lora_runs])
     assert best_rate.loc["pissa", "diff"] == pytest.approx(expected.difference)
     assert best_rate.loc["pissa", "diff"] == pytest.approx(45.0 - statistics.fmean([60, 65]))
-    assert tables["best_rate"].rows[0][0] == "LoRA"  # the study's display label
+    assert tables["best_rate"].rows[0][:3] == ["base (untrained)", "", "40.00 (1)"]  # context, no rate, no Δ
+    assert tables["best_rate"].rows[1][0] == "LoRA"  # the study's display label
+    assert study_mod.best_rates(study, study_runs).keys() == {v.key for v in study.variants}  # base has no rate
 
     paper = tables["paper_rate"].data.set_index("method")  # one seed at the paper's rate: items only
     assert paper.loc["lora", "score_mean"] == pytest.approx(90.0)

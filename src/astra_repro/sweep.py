@@ -74,7 +74,14 @@ def resolve_references(override: str, overrides: list[str]) -> str:
 
 
 def write_manifest(name: str, out_root: Path | None = None) -> Path:
-    return write_lines((out_root or PROJECT_ROOT / "sweeps") / name, "manifest.txt", expand(load_sweep(name)))
+    """The sweep's lines; a study's first stage also holds its untrained baseline's run."""
+    definition = load_sweep(name)
+    lines = expand(definition)
+    if definition.get("study"):
+        from astra_repro.report.study import Study
+
+        lines += Study.from_sweep(name, definition).baseline_lines()
+    return write_lines((out_root or PROJECT_ROOT / "sweeps") / name, "manifest.txt", lines)
 
 
 def finished_runs(runs_overrides: list[list[str]]) -> list[bool]:

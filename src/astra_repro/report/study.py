@@ -10,6 +10,7 @@ A study is a sweep file (slurm/sweeps/<name>.yaml) whose axes are `lr`, `method`
       reference: lora             # the method every difference is taken against (default: the first)
       contrasts: [[astra subspace=smallest, astra subspace=largest]]   # more differences to report
       labels: {astra subspace=largest: Astra largest (released)}       # display names
+      baseline: base              # an untrained row for context (run once, with the grid; no rate)
 
 Stage 1 is the sweep's grid (`sweep.expand`, usually one seed). Stage 2 (`stage2_lines`) re-runs each method at the
 rate with the highest mean metric on the SELECTION half of the items (over the grid's seeds; a tie goes to the
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 SELECT_ON = ("even", "odd")
 FORGETTING = ("forgetting", "forgetting")  # (evaluator, metric) shown beside the metric when the records have it
+SCORE_COLUMN = "score (seeds)"
 
 
 # ------------------------------------------------------------------------------------------------- the definition
@@ -101,6 +103,7 @@ class Study:
     reference: str
     contrasts: tuple[tuple[str, str], ...] = ()
     output_root: Path = field(default_factory=Path)
+    baseline: Variant | None = None
 
     @classmethod
     def from_sweep(cls, name: str, sweep: dict) -> "Study":
@@ -144,11 +147,13 @@ class Study:
         if root is None:
             raise ConfigError(f"study '{name}': set output_root=results/studies/{name} in its fixed overrides")
         paper_lr = block.get("paper_lr")
+        baseline = block.get("baseline")
         return cls(
             name=name, fixed=fixed, variants=tuple(variants), rates=tuple(sorted(float(r) for r in axes["lr"])),
             grid_seeds=tuple(int(s) for s in axes["seed"]), seeds=seeds, evaluator=metric.split("/")[0],
             metric=metric.split("/")[1], select_on=select_on, paper_lr=None if paper_lr is None else float(paper_lr),
             reference=reference, contrasts=contrasts, output_root=_resolve(Path(root)),
+            baseline=Variant((f"method={baseline}",), f"{baseline} (untrained)") if baseline else None,
         )
 
     def variant(self, key: str) -> Variant:
@@ -157,6 +162,12 @@ class Study:
     def line(self, variant: Variant, lr: float, seed: int) -> list[str]:
         """One run's overrides, in the order `sweep.expand` writes them (fixed, lr, method, seed)."""
         return [*self.fixed, f"lr={lr}", *variant.overrides, f"seed={seed}"]
+
+    def baseline_lines(self) -> list[list[str]]:
+        """The untrained row's run (its method's own rate: it trains nothing), at the grid's first seed."""
+        if self.baseline is None:
+            return []
+        return [[*self.fixed, *self.baseline.overrides, f"seed={self.grid_seeds[0]}"]]
 
 
 def _resolve(path: Path) -> Path:
@@ -216,7 +227,7 @@ def load_runs(study: Study, root: Path | None = None) -> list[StudyRun]:
     found: dict[tuple, StudyRun] = {}
     for record in runs.load_records(root) if root.exists() else []:
         plan = yaml.safe_load((Path(record["run_dir"]) / "config.yaml").read_text()) or {}
-        matching = [v for v in study.variants if v.matches(plan)]
+        matching = [v for v in (*study.variants, *([study.baseline] if study.baseline else [])) if v.matches(plan)]
         if not matching:
             log.info("study %s: %s is not one of its method variants; left out", study.name, record["run_dir"])
             continue
@@ -239,7 +250,9 @@ def load_runs(study: Study, root: Path | None = None) -> list[StudyRun]:
     sizes = {len(r.outcomes) for r in found.values()}
     if len(sizes) > 1:
         raise ConfigError(f"study {study.name}: runs scored different numbers of {study.evaluator} items ({sorted(sizes)})")
-    return sorted(found.values(), key=lambda r: ([v.key for v in study.variants].index(r.variant.key), r.lr, r.seed))
+    order = [study.baseline.key] if study.baseline else []
+    order += [v.key for v in study.variants]
+    return sorted(found.values(), key=lambda r: (order.index(r.variant.key), r.lr, r.seed))
 
 
 def _rate_key(lr: float) -> str:
@@ -371,14 +384,27 @@ def grid_table(study: Study, study_runs: list[StudyRun]) -> DisplayTable:
                         columns, rows, pd.DataFrame(data), notes)
 
 
+def _baseline_row(study: Study, study_runs: list[StudyRun], columns: list[str]) -> tuple[list[list[str]], list[dict]]:
+    """The untrained model's row (score on the reported half; its forgetting is 0 by construction)."""
+    if study.baseline is None:
+        return [], []
+    found = [r for r in study_runs if r.variant.key == study.baseline.key]
+    if not found:
+        return [], []
+    score = mean_of(found[0].half(report_half(study)))
+    row = [study.baseline.display, *[""] * (len(columns) - 1)]
+    row[columns.index(SCORE_COLUMN)] = f"{score:.2f} (1)"
+    return [row], [{"method": study.baseline.key, "score_mean": score, "n_seeds": 1}]
+
+
 def best_rate_table(study: Study, study_runs: list[StudyRun]) -> DisplayTable:
     half = report_half(study)
     best = best_rates(study, study_runs)
     reference_best = best[study.reference].lr
     reference_runs = _at(study_runs, study.reference, reference_best, set(study.seeds))
-    columns = ["Method", "best lr", "score (seeds)", f"Δ vs {study.variant(study.reference).display} [95% CI]", "p",
+    columns = ["Method", "best lr", SCORE_COLUMN, f"Δ vs {study.variant(study.reference).display} [95% CI]", "p",
                "bootstrap", "forgetting"]
-    rows, data = [], []
+    rows, data = _baseline_row(study, study_runs, columns)
     for variant in study.variants:
         chosen = best[variant.key]
         found = _at(study_runs, variant.key, chosen.lr, set(study.seeds))
@@ -409,9 +435,9 @@ def paper_rate_table(study: Study, study_runs: list[StudyRun]) -> DisplayTable |
     half = report_half(study)
     grid_seeds = set(study.grid_seeds)  # the same seeds for every method (a best rate's extra seeds left out)
     reference_runs = _at(study_runs, study.reference, study.paper_lr, grid_seeds)
-    columns = ["Method", "score (seeds)", f"Δ vs {study.variant(study.reference).display} [95% CI]", "p", "bootstrap",
+    columns = ["Method", SCORE_COLUMN, f"Δ vs {study.variant(study.reference).display} [95% CI]", "p", "bootstrap",
                "forgetting"]
-    rows, data = [], []
+    rows, data = _baseline_row(study, study_runs, columns)
     for variant in study.variants:
         found = _at(study_runs, variant.key, study.paper_lr, grid_seeds)
         scores = [mean_of(r.half(half)) for r in found]
@@ -496,6 +522,10 @@ def study_figure(study: Study, study_runs: list[StudyRun], out_dir: Path) -> lis
         for ax, _, _ in panels:
             if study.paper_lr is not None:
                 ax.axvline(study.paper_lr, color="#999999", linestyle=":", linewidth=1)
+        baseline = [r for r in study_runs if study.baseline is not None and r.variant.key == study.baseline.key]
+        if baseline:
+            axes[0][0].axhline(mean_of(baseline[0].half(half)), color=method_color("base"), linestyle="--",
+                               linewidth=1, label=study.baseline.display)
         axes[0][0].legend(loc="best", fontsize=7)
         fig.suptitle(f"Study {study.name}: score and forgetting vs learning rate (◆ ± std: seeds at the best rate)")
         out_dir.mkdir(parents=True, exist_ok=True)
