@@ -59,7 +59,8 @@ def test_a_real_consistent_effect_is_significant_in_both(rng, difficulty):
         assert result.significant and result.low > 0 and result.p_value < 0.01, result.describe()
     assert hierarchical.high - hierarchical.low > items_only.high - items_only.low  # seed variance widens it
     flipped = hierarchical_bootstrap(b, a)  # the other direction: the same test, mirrored
-    assert flipped.difference == -hierarchical.difference and flipped.marker() == "L-"
+    assert flipped.difference == -hierarchical.difference and flipped.marker() == "L-ʰ"  # marked: seeds resampled
+    assert item_bootstrap(b, a).marker() == "L-"  # the item-only test's cells carry no such mark
 
 
 def test_the_seed_level_matches_its_exact_distribution():

@@ -1,4 +1,4 @@
-"""Studies (report/study.py, sweep.py): the grid a study file expands to, choosing each method's rate on one half of
+"""Studies (study.py, report/study.py, sweep.py): the grid a study file expands to, choosing each method's rate on one half of
 the items and reporting on the other, stage 2's lines, re-running a finished study starts nothing, and the tables
 and figure built from records."""
 
@@ -17,7 +17,8 @@ from hydra import compose, initialize_config_dir
 from astra_repro import runs, sweep
 from astra_repro.errors import ConfigError
 from astra_repro.paths import CONFIG_DIR
-from astra_repro.report import study as study_mod
+from astra_repro import study as study_mod
+from astra_repro.report import study as study_report
 from astra_repro.report.hierarchical import compare_runs
 from astra_repro.spec import plan_run
 
@@ -176,7 +177,7 @@ def test_study_tables_report_the_other_half_with_seeds_resampled_at_the_best_rat
         write_planned_record(study.line(study.variant(key), best[key], 2), outcomes_for(even, odd, 9), 0.02)
     write_planned_record(study.baseline_lines()[0], outcomes_for(30, 40, 3), 0.0)
     study_runs = study_mod.load_runs(study)
-    tables = {t.name.split("_", 1)[1]: t for t in study_mod.study_tables(study, study_runs)}
+    tables = {t.name.split("_", 1)[1]: t for t in study_report.study_tables(study, study_runs)}
     assert set(tables) == {"best_rate", "paper_rate", "contrasts", "grid"}
 
     best_rate = tables["best_rate"].data.set_index("method")
@@ -203,7 +204,7 @@ def test_study_tables_report_the_other_half_with_seeds_resampled_at_the_best_rat
     assert chosen == best
     assert grid.set_index(["method", "lr"]).loc[("pissa", 1e-3), "score_report_half"] == pytest.approx(95.0)
 
-    paths = study_mod.study_figure(study, study_runs, tmp_path / "figures")
+    paths = study_report.study_figure(study, study_runs, tmp_path / "figures")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
 
 

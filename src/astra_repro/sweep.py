@@ -8,7 +8,7 @@ are skipped, interrupted ones resume, so a requeued or resubmitted array simply 
 A sweep file (slurm/sweeps/<name>.yaml) has `fixed` overrides and `axes`: the cartesian product of the axes.
 An axis value that is a list is a group of overrides applied together (e.g. Table 4's window selections).
 
-A study (a sweep with a `study:` block, report/study.py) has two stages: the grid, then each method at its best rate
+A study (a sweep with a `study:` block, study.py) has two stages: the grid, then each method at its best rate
 with more seeds, planned from the grid's records. `--local` runs both; on SLURM, submit the grid's array, then run
 the same command again when it is done for the second stage's. Finished runs are found by planning each line
 (its config hash), so re-running a finished sweep starts no process at all.
@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 
 from astra_repro.errors import ConfigError
 from astra_repro.paths import PROJECT_ROOT
+from astra_repro.study import Study, load_runs, stage2_lines
 
 SWEEP_DIR = PROJECT_ROOT / "slurm" / "sweeps"
 
@@ -78,8 +79,6 @@ def write_manifest(name: str, out_root: Path | None = None) -> Path:
     definition = load_sweep(name)
     lines = expand(definition)
     if definition.get("study"):
-        from astra_repro.report.study import Study
-
         lines += Study.from_sweep(name, definition).baseline_lines()
     return write_lines((out_root or PROJECT_ROOT / "sweeps") / name, "manifest.txt", lines)
 
@@ -120,10 +119,12 @@ def run_locally(name: str, runs_overrides: list[list[str]]) -> int:
     return len(pending)
 
 
+def load_study(name: str) -> Study:
+    return Study.from_sweep(name, load_sweep(name))
+
+
 def study_stage2(name: str) -> tuple[list[list[str]], list[str]]:
     """The second stage's lines (each method at its best rate x the study's seeds) from the records so far."""
-    from astra_repro.report.study import load_runs, load_study, stage2_lines
-
     study = load_study(name)
     return stage2_lines(study, load_runs(study))
 

@@ -44,9 +44,11 @@ from astra_repro.report.significance import Comparison, Unavailable, _clean, poo
 HIERARCHICAL, ITEMS = "hierarchical", "items"
 MIN_SEEDS_FOR_HIERARCHICAL = 2
 CHUNK_ENTRIES = 2_000_000  # replicate x item entries drawn at once (16 MB of float64)
+HIERARCHICAL_MARK = "ʰ"  # after a significance marker: the hierarchical bootstrap judged this cell
 HIERARCHICAL_LEGEND = (
     "With >= 2 seeds per method the interval is a hierarchical paired bootstrap (seeds resampled per method, then "
-    "test items resampled, paired across methods); with a single run on either side, items only (seeds pooled)."
+    f"test items resampled, paired across methods), marked {HIERARCHICAL_MARK} (L+{HIERARCHICAL_MARK}); with a single "
+    "run on either side, items only (seeds pooled), unmarked."
 )
 
 
@@ -59,6 +61,11 @@ class HierarchicalComparison(Comparison):
 
     def describe(self) -> str:
         return f"{super().describe()} p={self.p_value:.3g} ({self.bootstrap})"
+
+    def marker(self, reference: str = significance.MARK_VS_LORA) -> str:
+        """The significance marker, with `HIERARCHICAL_MARK` when seeds were resampled too."""
+        shown = super().marker(reference)
+        return shown + HIERARCHICAL_MARK if shown and self.bootstrap == HIERARCHICAL else shown
 
 
 def choose_bootstrap(n_seeds_a: int, n_seeds_b: int) -> str:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from astra_repro.paths import PROJECT_ROOT
 from astra_repro.runs import is_synthetic
-from astra_repro.report import protocol, significance
+from astra_repro.report import hierarchical, protocol, significance
 from astra_repro.report.declarations import metric_label
 from astra_repro.report.display import MISSING, DisplayTable, mean_std, number
 from astra_repro.selection_labels import selection_label
@@ -196,7 +196,8 @@ COMPARISONS: dict = {}  # (runs a, runs b, evaluator, metric) -> result: a cell 
 def compare(records_a: list[dict], records_b: list[dict], evaluator: str, metric: str):
     key = (tuple(r.get("run_dir") for r in records_a), tuple(r.get("run_dir") for r in records_b), evaluator, metric)
     if key not in COMPARISONS:
-        COMPARISONS[key] = significance.compare_records(records_a, records_b, evaluator, metric, cache=PREDICTIONS_CACHE)
+        # hierarchical (seeds x items) when both sides have >= 2 seeds, items only otherwise (report/hierarchical.py)
+        COMPARISONS[key] = hierarchical.compare_records_auto(records_a, records_b, evaluator, metric, cache=PREDICTIONS_CACHE)
     return COMPARISONS[key]
 
 
@@ -301,6 +302,7 @@ def layout_table(records: list[dict], layout: PaperLayout, model: str, synthetic
         f"Paper rows are at rank {layout.paper_rank} (FFT: full) in the method's reference configuration; "
         f"Avg only when all {len(layout.columns)} benchmarks have runs.",
         significance.MARKER_LEGEND,
+        hierarchical.HIERARCHICAL_LEGEND,
     ] + protocol.legend(protocol.merge(used), delta_rule=not synthetic)
     notes += protocol.table_notes(chosen, (spec[1] for spec in all_columns.values()))
     notes += unplaced_batches(records, layout, model, synthetic)
@@ -417,8 +419,10 @@ def significance_table(records: list[dict], layout: PaperLayout, model: str) -> 
     if not shown_rows:
         return None
     notes = ["Each cell: the row's score minus the reference's, in percentage points, with the 95 % paired-bootstrap "
-             "interval over test items (seeds pooled per item; report/significance.py), the items compared and the "
-             "seeds on each side. — : no comparison (no runs, or no per-item predictions)."]
+             "interval, the items compared, the seeds on each side, the two-sided bootstrap p and which bootstrap: "
+             "hierarchical (seeds and test items resampled; both sides with >= 2 seeds) or items (test items "
+             "resampled, seeds pooled per item; report/hierarchical.py). — : no comparison (no runs, or no "
+             "per-item predictions)."]
     return DisplayTable(f"{layout.name}_{model}_significance", f"{layout.title} — {model}: differences with 95 % intervals",
                         header, shown_rows, pd.DataFrame(data_rows), notes)
 
