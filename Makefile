@@ -2,6 +2,8 @@
 # make test    the test suite (offline, tiny models; ~15 min on 2 cores)
 # make test-exhaustive  larger settings of invariants the suite checks (Astra parity at N = 64 x 128, ~2 min)
 # make tables  regenerate results/tables (next to the paper's numbers) and results/figures from run records
+# make study   run what is missing of a study (STUDY=study_sst2_smollm2: SST-2, 7 inits x 4 rates, 3 seeds at the best;
+#              ~1.5 h on 2 cores, resumable); make tables then shows it (docs/findings.md)
 # make report  one self-contained HTML page (tables, figures, cost, fidelity options): results/report.html
 # make bench   timing / memory figures for docs/benchmarks.md (calibration, inits and steps, scoring: padded vs regroup)
 # make gpu-check  the GPU figures of issue 20 in <= 8 min (scripts/gpu_check.py; tiny shapes on a CPU)
@@ -14,7 +16,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-exhaustive tables report bench bench-load gpu-check clean-runs methods
+.PHONY: install demo test test-exhaustive tables report study bench bench-load gpu-check clean-runs methods
 
 install: $(VENV)/.installed
 
@@ -38,6 +40,10 @@ tables: install
 
 report: install
 	$(PY) -m astra_repro.report
+
+STUDY ?= study_sst2_smollm2
+study: install
+	$(PY) -m astra_repro.sweep $(STUDY) --local
 
 methods: install
 	$(PY) -m astra_repro.methods

@@ -24,14 +24,27 @@ saved init (artifacts.init_identity), and every row shares one model conversion.
 records exist), so a second `make demo` only prints. Extra
 Hydra overrides can follow:
     .venv/bin/python scripts/demo.py seed=1
+    .venv/bin/python scripts/demo.py --jobs 1        # the rows one after another in this process
+
+Lanes (`--jobs`, default: 2 when this process may use >= 2 CPUs): the rows run as `python -m astra_repro.train`
+processes in two lanes, each with an equal share of the CPUs (OMP_NUM_THREADS), the two theorem rows in one lane so
+that the second reuses the first's init. On 2 cores two one-thread processes do more work than one two-thread
+process (the threads of one small model's forward wait on each other; docs/benchmarks.md). Each row's output goes
+to <results>/demo_logs/<row>.log; a row's scores differ from a one-lane run's only in fp32 rounding (the thread
+count changes reduction order), never in what they mean.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import os
+import re
+import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from astra_repro import threads  # noqa: F401  first, before torch loads: the thread policy (astra_repro/threads.py)
 from hydra import compose, initialize_config_dir
@@ -39,8 +52,8 @@ from hydra import compose, initialize_config_dir
 from astra_repro import runs
 from astra_repro.paths import CONFIG_DIR, results_dir
 from astra_repro.report import significance
+from astra_repro.spec import plan_run
 from astra_repro.tables import write_tables
-from astra_repro.train import run
 
 EVALUATOR, METRIC = "gsm8k", "accuracy"
 RELEASED, THEOREM_SAME_RATE, THEOREM_OWN_RATE = (
@@ -53,19 +66,65 @@ DEMO_ROWS = {  # row name -> overrides (the learning rates are documented in the
     THEOREM_OWN_RATE: ["method=astra", "method.subspace=smallest", "lr=1e-3"],
 }
 SAME_RATE_PAIR = (THEOREM_SAME_RATE, RELEASED)  # differ in the subspace alone
+# Two lanes of about equal work (idle, 2 threads: base + LoRA + released ~130 s, the theorem rows ~120 s); the
+# theorem rows share a lane because the second reuses the first's saved init.
+LANES = [["base", "LoRA", RELEASED], [THEOREM_SAME_RATE, THEOREM_OWN_RATE]]
 PAPER_SCALE = "python -m astra_repro.train model=llama2_7b task=math method=astra method.subspace=smallest"
 
 
-def run_rows(extra_overrides: list[str]) -> dict[str, dict]:
-    records = {}
+def row_overrides(name: str, extra_overrides: list[str]) -> list[str]:
+    # GSM8K only: the synthetic MATH stand-in would add ~1 min per row and measure nothing new here.
+    return [*DEMO_ROWS[name], f"evaluators=[{EVALUATOR}]", *extra_overrides]
+
+
+def run_rows(extra_overrides: list[str], jobs: int) -> dict[str, dict]:
+    """Every row's record: in this process one after another (jobs=1), or in `jobs` lanes of subprocesses."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        for name, overrides in DEMO_ROWS.items():
+        configs = {name: compose("config", overrides=row_overrides(name, extra_overrides)) for name in DEMO_ROWS}
+    if jobs <= 1:
+        from astra_repro.train import run
+
+        for name, cfg in configs.items():
             print(f"\n===== {name} =====", flush=True)
-            # GSM8K only: the synthetic MATH stand-in would add ~1 min per row and measure nothing new here.
-            cfg = compose("config", overrides=[*overrides, f"evaluators=[{EVALUATOR}]", *extra_overrides])
-            run_dir = run(cfg)
-            records[name] = {**json.loads((run_dir / runs.METRICS_FILE).read_text()), "run_dir": str(run_dir)}
+            run(cfg)
+    else:
+        run_in_lanes(configs, extra_overrides, jobs)
+    records = {}
+    for name, cfg in configs.items():
+        run_dir = runs.run_dir(plan_run(cfg), cfg.get("output_root"))
+        records[name] = {**json.loads((run_dir / runs.METRICS_FILE).read_text()), "run_dir": str(run_dir)}
     return records
+
+
+def run_in_lanes(configs: dict, extra_overrides: list[str], jobs: int) -> None:
+    """LANES (folded into `jobs` lanes) in parallel, each row a `python -m astra_repro.train` process with
+    cpus // jobs threads; a failed row stops its lane and is reported with its log."""
+    from astra_repro.models import model_location
+
+    model_location(next(iter(configs.values())).model)  # convert the embedded model once, before the lanes start
+    lanes = [[] for _ in range(min(jobs, len(LANES)))]
+    for i, lane in enumerate(LANES):
+        lanes[i % len(lanes)].extend(lane)
+    logs = results_dir() / "demo_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, threads.affinity_cpus() // len(lanes))))
+    print(f"{len(DEMO_ROWS)} rows in {len(lanes)} lanes of {env['OMP_NUM_THREADS']} thread(s); logs in {logs}", flush=True)
+    started = time.time()
+
+    def run_lane(names: list[str]) -> None:
+        for name in names:
+            log_path = logs / f"{re.sub(r'[^A-Za-z0-9]+', '_', name).strip('_')}.log"
+            print(f"  [{time.time() - started:5.0f} s] {name}: started", flush=True)
+            with open(log_path, "w") as log_file:
+                done = subprocess.run([sys.executable, "-m", "astra_repro.train", *row_overrides(name, extra_overrides)],
+                                      stdout=log_file, stderr=subprocess.STDOUT, env=env)
+            if done.returncode != 0:
+                raise RuntimeError(f"demo row '{name}' failed (exit {done.returncode}); its log: {log_path}")
+            print(f"  [{time.time() - started:5.0f} s] {name}: done", flush=True)
+
+    with ThreadPoolExecutor(len(lanes)) as pool:
+        for future in [pool.submit(run_lane, lane) for lane in lanes]:
+            future.result()
 
 
 def compare(record: dict, other: dict) -> str:
@@ -121,11 +180,15 @@ def print_comparison(records: dict[str, dict]) -> None:
             print(f"  {name:<34} {directions(record)}")
 
 
-def main(extra_overrides: list[str]) -> None:
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=min(2, threads.affinity_cpus()),
+                        help="rows run at once, each on an equal share of the CPUs (1: in this process)")
+    args, extra_overrides = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(levelname)s %(name)s] %(message)s")
     logging.getLogger("transformers").setLevel(logging.WARNING)
     start = time.time()
-    records = run_rows(extra_overrides)
+    records = run_rows(extra_overrides, args.jobs)
     print_comparison(records)
     write_tables()
     model, task = next(iter(records.values()))["model"], next(iter(records.values()))["task"]

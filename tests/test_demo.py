@@ -1,11 +1,14 @@
 """`make demo`'s script on tiny_llama: the five rows (base, LoRA, Astra as released, Astra as the theorem states at
 the released rate and at its own) on the same problems, each compared with LoRA (bootstrap interval + exact
 McNemar), the two selections compared at the same rate, the share of data-determined directions per Astra row,
-one float64 init shared by both theorem rows, and closing lines that say where the outputs are."""
+one float64 init shared by both theorem rows, and closing lines that say where the outputs are. The default runs
+the rows as processes in two lanes (as `make demo` does); --jobs 1 runs them in this process."""
 
 import importlib.util
 import json
 from pathlib import Path
+
+import pytest
 
 from helpers import TINY_OVERRIDES, tiny_evaluator_overrides
 
@@ -19,12 +22,17 @@ def load_demo():
     return module
 
 
-def test_demo_rows_comparisons_and_closing_lines(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("jobs", [[], ["--jobs", "1"]], ids=["two lanes (default)", "in process"])
+def test_demo_rows_comparisons_and_closing_lines(tmp_path, monkeypatch, capsys, jobs):
     monkeypatch.setenv("ASTRA_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("ASTRA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("astra_repro.threads.affinity_cpus", lambda: 2)  # two lanes wherever the test runs
     demo = load_demo()
-    demo.main([*TINY_OVERRIDES, *tiny_evaluator_overrides("math"), "task.evaluators.gsm8k.n=8", "rank=4"])
+    demo.main([*jobs, *TINY_OVERRIDES, *tiny_evaluator_overrides("math"), "task.evaluators.gsm8k.n=8", "rank=4"])
     out = capsys.readouterr().out
+    logs = sorted(p.name for p in (tmp_path / "results" / "demo_logs").glob("*.log")) if not jobs else []
+    assert ("5 rows in 2 lanes of 1 thread(s)" in out) == (not jobs)
+    assert len(logs) == (0 if jobs else 5)
     rows = [line for line in out.splitlines() if line.startswith("  ") and "%" in line and "McNemar" not in line]
     assert [r.split("  ")[1].strip() for r in rows[:5]] == list(demo.DEMO_ROWS)
     assert sum("McNemar" in line for line in out.splitlines()) == 1
