@@ -99,9 +99,7 @@ def run_rows(extra_overrides: list[str], jobs: int) -> dict[str, dict]:
 def run_in_lanes(configs: dict, extra_overrides: list[str], jobs: int) -> None:
     """LANES (folded into `jobs` lanes) in parallel, each row a `python -m astra_repro.train` process with
     cpus // jobs threads; a failed row stops its lane and is reported with its log."""
-    from astra_repro.models import model_location
-
-    model_location(next(iter(configs.values())).model)  # convert the embedded model once, before the lanes start
+    # (the embedded model is converted once: the lane that comes second waits on the conversion's lock)
     lanes = [[] for _ in range(min(jobs, len(LANES)))]
     for i, lane in enumerate(LANES):
         lanes[i % len(lanes)].extend(lane)
