@@ -24,12 +24,13 @@ saved init (artifacts.init_identity), and every row shares one model conversion.
 records exist), so a second `make demo` only prints. Extra
 Hydra overrides can follow:
     .venv/bin/python scripts/demo.py seed=1
-    .venv/bin/python scripts/demo.py --jobs 1        # the rows one after another in this process
+    .venv/bin/python scripts/demo.py --jobs 2        # the rows in two lanes of processes (not yet timed)
 
-Lanes (`--jobs`, default: 2 when this process may use >= 2 CPUs): the rows run as `python -m astra_repro.train`
+Lanes (`--jobs 2`; the default, 1, runs the rows one after another in this process): the rows run as `python -m astra_repro.train`
 processes in two lanes, each with an equal share of the CPUs (OMP_NUM_THREADS), the two theorem rows in one lane so
 that the second reuses the first's init. On 2 cores two one-thread processes do more work than one two-thread
-process (the threads of one small model's forward wait on each other; docs/benchmarks.md). Each row's output goes
+process should (the threads of one small model's forward wait on each other: docs/benchmarks.md, "Under load"), but
+the lanes have not been timed against one process yet, so they are not the default. Each row's output goes
 to <results>/demo_logs/<row>.log; a row's scores differ from a one-lane run's only in fp32 rounding (the thread
 count changes reduction order), never in what they mean.
 """
@@ -180,8 +181,8 @@ def print_comparison(records: dict[str, dict]) -> None:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=min(2, threads.affinity_cpus()),
-                        help="rows run at once, each on an equal share of the CPUs (1: in this process)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="rows run at once as processes, each on an equal share of the CPUs (1: in this process)")
     args, extra_overrides = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(levelname)s %(name)s] %(message)s")
     logging.getLogger("transformers").setLevel(logging.WARNING)

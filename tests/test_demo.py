@@ -1,8 +1,8 @@
 """`make demo`'s script on tiny_llama: the five rows (base, LoRA, Astra as released, Astra as the theorem states at
 the released rate and at its own) on the same problems, each compared with LoRA (bootstrap interval + exact
 McNemar), the two selections compared at the same rate, the share of data-determined directions per Astra row,
-one float64 init shared by both theorem rows, and closing lines that say where the outputs are. The default runs
-the rows as processes in two lanes (as `make demo` does); --jobs 1 runs them in this process."""
+one float64 init shared by both theorem rows, and closing lines that say where the outputs are; in this process (the
+default, as `make demo` runs) and as processes in two lanes (--jobs 2)."""
 
 import importlib.util
 import json
@@ -22,7 +22,7 @@ def load_demo():
     return module
 
 
-@pytest.mark.parametrize("jobs", [[], ["--jobs", "1"]], ids=["two lanes (default)", "in process"])
+@pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]], ids=["in process (default)", "two lanes"])
 def test_demo_rows_comparisons_and_closing_lines(tmp_path, monkeypatch, capsys, jobs):
     monkeypatch.setenv("ASTRA_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("ASTRA_CACHE", str(tmp_path / "cache"))
@@ -30,9 +30,9 @@ def test_demo_rows_comparisons_and_closing_lines(tmp_path, monkeypatch, capsys, 
     demo = load_demo()
     demo.main([*jobs, *TINY_OVERRIDES, *tiny_evaluator_overrides("math"), "task.evaluators.gsm8k.n=8", "rank=4"])
     out = capsys.readouterr().out
-    logs = sorted(p.name for p in (tmp_path / "results" / "demo_logs").glob("*.log")) if not jobs else []
-    assert ("5 rows in 2 lanes of 1 thread(s)" in out) == (not jobs)
-    assert len(logs) == (0 if jobs else 5)
+    logs = sorted(p.name for p in (tmp_path / "results" / "demo_logs").glob("*.log"))
+    assert ("5 rows in 2 lanes of 1 thread(s)" in out) == bool(jobs)
+    assert len(logs) == (5 if jobs else 0)
     rows = [line for line in out.splitlines() if line.startswith("  ") and "%" in line and "McNemar" not in line]
     assert [r.split("  ")[1].strip() for r in rows[:5]] == list(demo.DEMO_ROWS)
     assert sum("McNemar" in line for line in out.splitlines()) == 1
