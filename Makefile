@@ -2,8 +2,8 @@
 # make test    the test suite (offline, tiny models; ~15 min on 2 cores)
 # make test-exhaustive  larger settings of invariants the suite checks (Astra parity at N = 64 x 128, ~2 min)
 # make tables  regenerate results/tables (next to the paper's numbers) and results/figures from run records
-# make study   run what is missing of a study (STUDY=study_sst2_smollm2: SST-2, 7 inits x 4 rates, 3 seeds at the best;
-#              ~1.5 h on 2 cores, resumable); make tables then shows it (docs/findings.md)
+# make study   run what is missing of a study (STUDY=study_sst2_smollm2: SST-2, 7 inits x 6 rates, 3 seeds at the best;
+#              57 runs, 2.4 h on 2 cores, resumable); make tables then shows it (docs/findings.md)
 # make report  one self-contained HTML page (tables, figures, cost, fidelity options): results/report.html
 # make bench   timing / memory figures for docs/benchmarks.md (calibration, inits and steps, scoring: padded vs regroup)
 # make gpu-check  the GPU figures of issue 20 in <= 8 min (scripts/gpu_check.py; tiny shapes on a CPU)
