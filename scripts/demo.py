@@ -24,13 +24,12 @@ saved init (artifacts.init_identity), and every row shares one model conversion.
 records exist), so a second `make demo` only prints. Extra
 Hydra overrides can follow:
     .venv/bin/python scripts/demo.py seed=1
-    .venv/bin/python scripts/demo.py --jobs 2        # the rows in two lanes of processes (not yet timed)
+    .venv/bin/python scripts/demo.py --jobs 2        # the rows in two lanes of processes
 
 Lanes (`--jobs 2`; the default, 1, runs the rows one after another in this process): the rows run as `python -m astra_repro.train`
 processes in two lanes, each with an equal share of the CPUs (OMP_NUM_THREADS), the two theorem rows in one lane so
-that the second reuses the first's init. On 2 cores two one-thread processes do more work than one two-thread
-process should (the threads of one small model's forward wait on each other: docs/benchmarks.md, "Under load"), but
-the lanes have not been timed against one process yet, so they are not the default. Each row's output goes
+that the second reuses the first's init. Timed back to back on 2 idle cores: 227 s in two lanes, 232 s in one
+process (docs/benchmarks.md), a 2 % gain, too little to be the default. Each row's output goes
 to <results>/demo_logs/<row>.log; a row's scores differ from a one-lane run's only in fp32 rounding (the thread
 count changes reduction order), never in what they mean.
 """
@@ -47,7 +46,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from astra_repro import threads  # noqa: F401  first, before torch loads: the thread policy (astra_repro/threads.py)
+from astra_repro import threads  # first, before torch loads: the thread policy (astra_repro/threads.py)
 from hydra import compose, initialize_config_dir
 
 from astra_repro import runs
@@ -89,7 +88,7 @@ def run_rows(extra_overrides: list[str], jobs: int) -> dict[str, dict]:
             print(f"\n===== {name} =====", flush=True)
             run(cfg)
     else:
-        run_in_lanes(configs, extra_overrides, jobs)
+        run_in_lanes(extra_overrides, jobs)
     records = {}
     for name, cfg in configs.items():
         run_dir = runs.run_dir(plan_run(cfg), cfg.get("output_root"))
@@ -97,7 +96,7 @@ def run_rows(extra_overrides: list[str], jobs: int) -> dict[str, dict]:
     return records
 
 
-def run_in_lanes(configs: dict, extra_overrides: list[str], jobs: int) -> None:
+def run_in_lanes(extra_overrides: list[str], jobs: int) -> None:
     """LANES (folded into `jobs` lanes) in parallel, each row a `python -m astra_repro.train` process with
     cpus // jobs threads; a failed row stops its lane and is reported with its log."""
     # (the embedded model is converted once: the lane that comes second waits on the conversion's lock)

@@ -22,7 +22,8 @@ INIT_DIR, TRAINED_DIR, EXPORT_DIR = "init", "trained", "export"
 COMPLETE_FILE = "COMPLETE"
 PREDICTIONS_FILE = "predictions.jsonl"
 EVAL_PARTS_DIR = "eval_parts"  # one finished evaluator's result each, so an interrupted evaluation resumes
-WEIGHT_FOLDERS = (INIT_DIR, TRAINED_DIR, EXPORT_DIR, "checkpoints", EVAL_PARTS_DIR)  # what keep_weights=false drops
+CHECKPOINTS_DIR = "checkpoints"  # HF Trainer's checkpoints while a run trains (training/trainer.py)
+WEIGHT_FOLDERS = (INIT_DIR, TRAINED_DIR, EXPORT_DIR, CHECKPOINTS_DIR, EVAL_PARTS_DIR)  # what keep_weights=false drops
 SWEEP_ENV = "ASTRA_SWEEP"  # the sweep a run belongs to, for the cost table per sweep (not part of the run's hash)
 
 

@@ -247,6 +247,14 @@ def rate_key(lr: float) -> str:
     return f"{lr:.6g}"
 
 
+def runs_at(study_runs: list[StudyRun], variant: str, lr: float | None, seeds=None) -> list[StudyRun]:
+    """The runs of one variant at one rate (none for an unknown rate), of the given seeds only when given."""
+    if lr is None:
+        return []
+    return [r for r in study_runs if r.variant.key == variant and rate_key(r.lr) == rate_key(lr)
+            and (seeds is None or r.seed in seeds)]
+
+
 def report_half(study: Study) -> str:
     return "odd" if study.select_on == "even" else "even"
 
@@ -269,8 +277,7 @@ def best_rates(study: Study, study_runs: list[StudyRun]) -> dict[str, BestRate]:
     for variant in study.variants:
         scores, missing = {}, []
         for lr in study.rates:
-            grid = [r for r in study_runs if r.variant.key == variant.key and rate_key(r.lr) == rate_key(lr)
-                    and r.seed in study.grid_seeds]
+            grid = runs_at(study_runs, variant.key, lr, study.grid_seeds)
             if len(grid) < len(study.grid_seeds):
                 missing.append(lr)
                 continue

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from astra_repro import runs
 from astra_repro.errors import ConfigError
 from astra_repro.paths import PROJECT_ROOT
 from astra_repro.study import Study, load_runs, stage2_lines
@@ -74,9 +75,9 @@ def resolve_references(override: str, overrides: list[str]) -> str:
     return override
 
 
-def write_manifest(name: str, out_root: Path | None = None) -> Path:
+def write_manifest(name: str, out_root: Path | None = None, definition: dict | None = None) -> Path:
     """The sweep's lines; a study's first stage also holds its untrained baseline's run."""
-    definition = load_sweep(name)
+    definition = definition if definition is not None else load_sweep(name)
     lines = expand(definition)
     if definition.get("study"):
         lines += Study.from_sweep(name, definition).baseline_lines()
@@ -88,7 +89,6 @@ def finished_runs(runs_overrides: list[list[str]]) -> list[bool]:
     folder), without starting a process per line."""
     from hydra import compose, initialize_config_dir
 
-    from astra_repro import runs
     from astra_repro.paths import CONFIG_DIR
     from astra_repro.spec import plan_run
 
@@ -114,7 +114,7 @@ def run_locally(name: str, runs_overrides: list[list[str]]) -> int:
     for i, overrides in enumerate(pending):
         print(f"[{i + 1}/{len(pending)}] {' '.join(shlex.quote(o) for o in overrides)}", flush=True)
         # the run records which sweep it belongs to (the cost table per sweep); not part of the run's hash
-        env = dict(os.environ, ASTRA_SWEEP=name)
+        env = dict(os.environ, **{runs.SWEEP_ENV: name})
         subprocess.run([sys.executable, "-m", "astra_repro.train", *overrides], check=True, env=env)
     return len(pending)
 
@@ -137,18 +137,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         sweep = load_sweep(args.name)
-        manifest = write_manifest(args.name)
+        manifest = write_manifest(args.name, definition=sweep)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     lines = [shlex.split(line) for line in manifest.read_text().splitlines()]
     print(f"{len(lines)} runs -> {manifest}")
+    submit = f"sbatch --array=0-{{}}%{args.parallel} slurm/array.sbatch {{}}"
     if args.local:
         run_locally(args.name, lines)
-    elif not sweep.get("study"):
-        print(f"sbatch --array=0-{len(lines) - 1}%{args.parallel} slurm/array.sbatch {manifest}")
-        return
     if not sweep.get("study"):
+        if not args.local:
+            print(submit.format(len(lines) - 1, manifest))
         return
     try:
         stage2, waiting = study_stage2(args.name)
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     if waiting:
         if not args.local:
-            print(f"sbatch --array=0-{len(lines) - 1}%{args.parallel} slurm/array.sbatch {manifest}")
+            print(submit.format(len(lines) - 1, manifest))
         print(f"stage 2 (best rate x seeds) waits for the grid of: {'; '.join(waiting)}. Run this command again "
               "once the grid is done.")
         return
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         run_locally(args.name, stage2)
         print(f"study {args.name} is complete: make tables")
     else:
-        print(f"sbatch --array=0-{len(stage2) - 1}%{args.parallel} slurm/array.sbatch {manifest2}")
+        print(submit.format(len(stage2) - 1, manifest2))
 
 
 if __name__ == "__main__":

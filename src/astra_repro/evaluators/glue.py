@@ -19,7 +19,9 @@ from astra_repro.evaluators.base import (
     BATCH_SIZE, EvalResult, EvalTarget, Evaluator, MAX_NEW_TOKENS, MetricSpec, N, register_evaluator,
 )
 from astra_repro.options import Option
-from astra_repro.evaluators.glue_metrics import glue_scores, label_word_token_ids, parse_generated_label, soft_predictions
+from astra_repro.evaluators.glue_metrics import (
+    NO_PREDICTION, glue_scores, label_word_token_ids, parse_generated_label, soft_predictions,
+)
 from astra_repro.models import is_seq2seq
 from astra_repro.tasks.glue import causal_prompt, glue_pair, space_in_target
 
@@ -109,15 +111,16 @@ class Glue(Evaluator):
             prompts = [causal_prompt(p["instruction"], space_moved) for p in pairs]
             label_ids = label_word_token_ids(tokenizer, task, leading_space=space_moved)
             logits = causal_next_token_logits(model, tokenizer, prompts, batch_size, max_length)
-            generated, generation_info = [None] * len(prompts), {"generated_label": False}
+            generated, generation_info = None, {"generated_label": False}
             if cfg.get("generated_label", True):
                 generated, generation_info = self.generate(target, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, stop_strings=["\n"])
             info.update(generation_info, model_kind="causal_lm", space_in_target=space_moved)
         soft = soft_predictions(logits, label_ids).tolist()
         label_logits = logits[:, label_ids].tolist()
-        scored_generated = any(g is not None for g in generated)
-        generated_labels = [parse_generated_label(task, g) if g is not None else -1 for g in generated]
-        metrics = glue_scores(task, soft, generated_labels if scored_generated else None, labels)
+        generated_labels = None if generated is None else [parse_generated_label(task, g) for g in generated]
+        metrics = glue_scores(task, soft, generated_labels, labels)
+        if generated is None:  # the soft score only: no generated text, no generated prediction
+            generated, generated_labels = [None] * len(prompts), [NO_PREDICTION] * len(prompts)
         words = glue_sources.get_task(task).label_words
         predictions = [
             {

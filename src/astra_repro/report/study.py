@@ -22,19 +22,12 @@ import pandas as pd
 
 from astra_repro.paths import results_dir
 from astra_repro.report.display import MISSING, DisplayTable
-from astra_repro.study import Study, StudyRun, best_rates, load_runs, mean_of, rate_key, report_half
+from astra_repro.study import Study, StudyRun, best_rates, load_runs, mean_of, rate_key, report_half, runs_at
 
 SCORE_COLUMN = "score (seeds)"
 
 
 # ---------------------------------------------------------------------------------------------------- the tables
-def _at(study_runs: list[StudyRun], variant: str, lr: float | None, seeds=None) -> list[StudyRun]:
-    if lr is None:
-        return []
-    return [r for r in study_runs if r.variant.key == variant and rate_key(r.lr) == rate_key(lr)
-            and (seeds is None or r.seed in seeds)]
-
-
 def _mean_std(values: list[float], digits: int) -> str:
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
@@ -84,7 +77,7 @@ def grid_table(study: Study, study_runs: list[StudyRun]) -> DisplayTable:
     for variant in study.variants:
         row = [variant.display]
         for lr in study.rates:
-            found = _at(study_runs, variant.key, lr, {seed})
+            found = runs_at(study_runs, variant.key, lr, {seed})
             if not found:
                 row.append(MISSING)
                 continue
@@ -121,13 +114,13 @@ def best_rate_table(study: Study, study_runs: list[StudyRun]) -> DisplayTable:
     half = report_half(study)
     best = best_rates(study, study_runs)
     reference_best = best[study.reference].lr
-    reference_runs = _at(study_runs, study.reference, reference_best, set(study.seeds))
+    reference_runs = runs_at(study_runs, study.reference, reference_best, set(study.seeds))
     columns = ["Method", "best lr", SCORE_COLUMN, f"Δ vs {study.variant(study.reference).display} [95% CI]", "p",
                "bootstrap", "forgetting"]
     rows, data = _baseline_row(study, study_runs, columns)
     for variant in study.variants:
         chosen = best[variant.key]
-        found = _at(study_runs, variant.key, chosen.lr, set(study.seeds))
+        found = runs_at(study_runs, variant.key, chosen.lr, set(study.seeds))
         scores = [mean_of(r.half(half)) for r in found]
         comparison = None if variant.key == study.reference else _comparison(found, reference_runs, half)
         rows.append([variant.display, MISSING if chosen.lr is None else f"{chosen.lr:g}",
@@ -154,12 +147,12 @@ def paper_rate_table(study: Study, study_runs: list[StudyRun]) -> DisplayTable |
         return None
     half = report_half(study)
     grid_seeds = set(study.grid_seeds)  # the same seeds for every method (a best rate's extra seeds left out)
-    reference_runs = _at(study_runs, study.reference, study.paper_lr, grid_seeds)
+    reference_runs = runs_at(study_runs, study.reference, study.paper_lr, grid_seeds)
     columns = ["Method", SCORE_COLUMN, f"Δ vs {study.variant(study.reference).display} [95% CI]", "p", "bootstrap",
                "forgetting"]
     rows, data = _baseline_row(study, study_runs, columns)
     for variant in study.variants:
-        found = _at(study_runs, variant.key, study.paper_lr, grid_seeds)
+        found = runs_at(study_runs, variant.key, study.paper_lr, grid_seeds)
         scores = [mean_of(r.half(half)) for r in found]
         comparison = None if variant.key == study.reference else _comparison(found, reference_runs, half)
         rows.append([variant.display, f"{_mean_std(scores, 2)} ({len(found)})" if found else MISSING,
@@ -183,11 +176,11 @@ def contrast_table(study: Study, study_runs: list[StudyRun]) -> DisplayTable | N
     rows, data = [], []
     for a, b in study.contrasts:
         name = f"{study.variant(a).display} − {study.variant(b).display}"
-        settings = [("best rates", _at(study_runs, a, best[a].lr, set(study.seeds)), _at(study_runs, b, best[b].lr, set(study.seeds)))]
+        settings = [("best rates", runs_at(study_runs, a, best[a].lr, set(study.seeds)), runs_at(study_runs, b, best[b].lr, set(study.seeds)))]
         if study.paper_lr is not None:
             grid_seeds = set(study.grid_seeds)
-            settings.append((f"lr {study.paper_lr:g}", _at(study_runs, a, study.paper_lr, grid_seeds),
-                             _at(study_runs, b, study.paper_lr, grid_seeds)))
+            settings.append((f"lr {study.paper_lr:g}", runs_at(study_runs, a, study.paper_lr, grid_seeds),
+                             runs_at(study_runs, b, study.paper_lr, grid_seeds)))
         for where, runs_a, runs_b in settings:
             comparison = _comparison(runs_a, runs_b, half)
             rows.append([name, where, *_comparison_cells(comparison)])
@@ -208,7 +201,7 @@ def study_figure(study: Study, study_runs: list[StudyRun], out_dir: Path) -> lis
     with each method's seeds at its best rate as a mean ± std bar; PNG and PDF."""
     import matplotlib.pyplot as plt
 
-    from astra_repro.report.figures import STYLE, method_color
+    from astra_repro.report.figures import STYLE, Drawn, method_color, save
 
     if not study_runs:
         return []
@@ -232,7 +225,7 @@ def study_figure(study: Study, study_runs: list[StudyRun], out_dir: Path) -> lis
                 if grid:
                     xs, ys = zip(*sorted(grid))
                     ax.plot(xs, ys, dash, color=color, marker="o", label=variant.display)
-                seeds = [value(r) for r in _at(study_runs, variant.key, best[variant.key].lr, set(study.seeds)) if value(r) is not None]
+                seeds = [value(r) for r in runs_at(study_runs, variant.key, best[variant.key].lr, set(study.seeds)) if value(r) is not None]
                 if len(seeds) >= 2:
                     ax.errorbar([best[variant.key].lr], [statistics.fmean(seeds)], yerr=[statistics.stdev(seeds)],
                                 color=color, marker="D", markersize=6, capsize=4)
@@ -247,14 +240,10 @@ def study_figure(study: Study, study_runs: list[StudyRun], out_dir: Path) -> lis
             axes[0][0].axhline(mean_of(baseline[0].half(half)), color=method_color("base"), linestyle="--",
                                linewidth=1, label=study.baseline.display)
         axes[0][0].legend(loc="best", fontsize=7)
-        fig.suptitle(f"Study {study.name}: score and forgetting vs learning rate (◆ ± std: seeds at the best rate)")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = [out_dir / f"{study.name}_lr.png", out_dir / f"{study.name}_lr.pdf"]
-        fig.savefig(paths[0], metadata={"Software": None})
-        fig.set_layout_engine("none")
-        fig.savefig(paths[1], metadata={"CreationDate": None, "Creator": None, "Producer": None})
-        plt.close(fig)
-    return paths
+        title = f"Study {study.name}: score and forgetting vs learning rate (◆ ± std: seeds at the best rate)"
+        fig.suptitle(title)
+        saved = save(Drawn(f"{study.name}_lr", "", title, "", fig), out_dir)  # PNG + PDF, as the paper's figures
+    return [Path(saved.png), Path(saved.pdf)]
 
 
 # ------------------------------------------------------------------------------------------ every committed study
@@ -265,7 +254,7 @@ def studies_root() -> Path:
 def committed_studies(root: Path | None = None) -> list[tuple[Study, list[StudyRun]]]:
     """Every folder under results/studies/ named after a study sweep, with its runs (skipped with a message when
     its sweep file is gone)."""
-    from astra_repro.sweep import SWEEP_DIR, load_sweep  # here: the sweep module imports astra_repro.study
+    from astra_repro.sweep import SWEEP_DIR, load_study  # here: the sweep module imports astra_repro.study
 
     root = root or studies_root()
     found = []
@@ -273,7 +262,7 @@ def committed_studies(root: Path | None = None) -> list[tuple[Study, list[StudyR
         if not (SWEEP_DIR / f"{folder.name}.yaml").exists():
             print(f"study folder {folder} has no sweep file slurm/sweeps/{folder.name}.yaml; skipped")
             continue
-        study = Study.from_sweep(folder.name, load_sweep(folder.name))
+        study = load_study(folder.name)
         found.append((study, load_runs(study, folder)))
     return found
 

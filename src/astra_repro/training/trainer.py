@@ -13,6 +13,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from astra_repro.paths import CONFIG_DIR
+from astra_repro.runs import CHECKPOINTS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def build_training_arguments(run_dir: Path, schedule: dict, batch: dict, trainer
     extra = {"gradient_checkpointing": True} if trainer_cfg.gradient_checkpointing else {}
     return TrainingArguments(
         **extra,
-        output_dir=str(run_dir / "checkpoints"),
+        output_dir=str(run_dir / CHECKPOINTS_DIR),
         per_device_train_batch_size=batch["per_device"],
         gradient_accumulation_steps=batch["grad_accum"],
         num_train_epochs=schedule["epochs"],
