@@ -4,11 +4,13 @@
   the first 16 of each public test file; MIT), the default path's new tokens equal HF `generate` run on one prompt
   at a time (no padding at all), with a batch small enough that rows leave and new prompts join mid-run.
 * On the tiny model, the bookkeeping: stop strings, EOS, the token cap, a batch of one, prompts whose first token
-  already ends them, prompt order, the records' generation fields, the fallback for a model regroup cannot decode.
+  already ends them, prompt order, the records' generation fields, the fallback for a model regroup cannot decode,
+  the shared prompt head (computed once, decoding unchanged).
 """
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,9 @@ def test_regroup_equals_unpadded_batch1_greedy_on_real_gsm8k_and_math_prompts():
     assert not differing, f"prompts {differing} decode differently from batch-1 greedy"
     # The run really regrouped: rows left early (EOS / stop strings) and later prompts joined the running batch.
     assert stats["fills"] >= 3 and stats["prefill_forwards"] > stats["fills"]
+    # ... and the template's head (the Alpaca instruction header) was computed once for all 32 prompts.
+    encoded = [tokenizer(p)["input_ids"] for p in prompts]
+    assert stats["shared_prefix_tokens"] == len(os.path.commonprefix(encoded)) >= 20
     assert any(len(t) < max_new for t in ids) and any(len(t) == max_new for t in ids)
 
 
@@ -109,3 +114,33 @@ def test_generate_records_the_path_and_falls_back_where_regroup_cannot_decode(ti
     assert info["generation_path"] == "padded" and "repetition_penalty" in info["generation_path_reason"]
     with pytest.raises(ConfigError, match="eval.generation='fast' is not valid; use one of regroup, padded"):
         generation.generate(EvalTarget(model, tokenizer, None, "hf", "fast"), ["a"], max_new_tokens=1, batch_size=1)
+
+
+HEAD = "Below is one instruction shared by every prompt. " * 2
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 64])
+def test_a_shared_prompt_head_is_computed_once_and_decodes_as_batch1(tiny, batch_size):
+    model, tokenizer = tiny
+    # The head alone is a prompt too: the shared part stops one token short of the shortest prompt.
+    prompts = [HEAD[:-1]] + [HEAD + ("xyz " * (i % 4)) + str(i) for i in range(9)]
+    encoded = [tokenizer(p)["input_ids"] for p in prompts]
+    shared = min(len(os.path.commonprefix(encoded)), len(encoded[0]) - 1)
+    assert shared >= 40
+    reference = batch1_reference(model, tokenizer, prompts, 8, ())
+    ids, stats = decoding.regroup_greedy(model, tokenizer, prompts, 8, batch_size, shared_prefix_min_tokens=4)
+    assert ids == reference
+    assert stats["shared_prefix_tokens"] == shared
+    assert stats["prefill_tokens"] == shared + sum(len(e) - shared for e in encoded)  # the head once, not 10 times
+    off, off_stats = decoding.regroup_greedy(model, tokenizer, prompts, 8, batch_size, shared_prefix_min_tokens=0)
+    assert off == reference and off_stats["shared_prefix_tokens"] == 0
+    assert off_stats["prefill_tokens"] == sum(map(len, encoded))
+
+
+def test_common_prefix_needs_two_prompts_a_minimum_and_leaves_each_prompt_a_token():
+    assert decoding.common_prefix([[1, 2, 3, 4]], 1) == []
+    assert decoding.common_prefix([[1, 2, 3, 4], [1, 2, 3, 5]], 4) == []
+    assert decoding.common_prefix([[1, 2, 3, 4], [1, 2, 3, 5]], 3) == [1, 2, 3]
+    assert decoding.common_prefix([[1, 2, 3], [1, 2, 3, 5]], 1) == [1, 2]
+    assert decoding.common_prefix([[7, 2], [1, 2]], 1) == []
+    assert decoding.common_prefix([[1, 2, 3], [1, 2, 4]], 0) == []  # 0: never shared
