@@ -55,6 +55,11 @@ def evaluator_settings(name: str, args, batch_size: int | None = None) -> OmegaC
         return compose("config", overrides=overrides).task.evaluators[name]
 
 
+def padded_batch(name: str, args) -> int:
+    """The padded path's rows per batch: --baseline-batch-size, else --batch-size, else the batch before issue 20."""
+    return args.baseline_batch_size or args.batch_size or PADDED_BATCH_BEFORE[name]
+
+
 def score(name: str, settings, model, tokenizer, path: str) -> dict:
     evaluator = get_evaluator(name)(settings, "demo")
     started = time.perf_counter()
@@ -91,8 +96,7 @@ def main() -> None:
     rows = []
     for name in args.benchmarks:
         settings = evaluator_settings(name, args)
-        baseline_batch = args.baseline_batch_size or args.batch_size or PADDED_BATCH_BEFORE[name]
-        baseline = evaluator_settings(name, args, baseline_batch)
+        baseline = evaluator_settings(name, args, padded_batch(name, args))
         before = score(name, baseline, model, tokenizer, "padded")
         after = score(name, settings, model, tokenizer, "regroup")
         differ = sum(a != b for a, b in zip(before.pop("outputs"), after.pop("outputs")))

@@ -176,34 +176,38 @@ class Batch:
                 layer.values = layer.values[:, :, first:]
 
 
-def _left_pad_cache(cache: DynamicCache, columns: int) -> None:
-    for layer in cache.layers:
-        pad = layer.keys.new_zeros(*layer.keys.shape[:2], columns, layer.keys.shape[3])
-        layer.keys = torch.cat([pad, layer.keys], dim=2)
-        layer.values = torch.cat([pad, layer.values], dim=2)
-
-
-def join(running: Batch | None, new: Batch) -> Batch:
-    """One batch from two (done rows dropped): the shorter cache is left-padded (masked) to the longer one's length."""
-    if running is not None:
-        running.drop_done()
-    new.drop_done()
-    if running is None or len(running) == 0:
-        return new
-    if len(new) == 0:
-        return running
-    for short, long in ((running, new), (new, running)):
-        gap = long.mask.shape[1] - short.mask.shape[1]
-        if gap > 0:
-            _left_pad_cache(short.cache, gap)
-            short.mask = torch.cat([short.mask.new_zeros(len(short), gap), short.mask], dim=1)
-    for mine, theirs in zip(running.cache.layers, new.cache.layers):
-        mine.keys = torch.cat([mine.keys, theirs.keys])
-        mine.values = torch.cat([mine.values, theirs.values])
+def join(*batches: Batch | None) -> Batch:
+    """One batch from several (done rows dropped), each right-aligned in one new cache as long as the longest (the
+    shorter ones' left columns masked): one copy of every cache, however many batches."""
+    batches = [b for b in batches if b is not None]
+    for batch in batches:
+        batch.drop_done()
+    live = [b for b in batches if len(b)] or batches[:1]
+    if len(live) == 1:
+        return live[0]
+    width = max(b.mask.shape[1] for b in live)
+    rows = sum(len(b) for b in live)
+    cache = live[0].cache
+    for index, layer in enumerate(cache.layers):
+        parts = [b.cache.layers[index] for b in live]
+        # Spare columns at the end, so the next decoding steps append in place (SlackLayer).
+        slack = layer.slack if isinstance(layer, SlackLayer) else 0
+        keys = parts[0].keys.new_zeros(rows, parts[0].keys.shape[1], width + slack, parts[0].keys.shape[3])
+        values = torch.zeros_like(keys)
+        at = 0
+        for batch, part in zip(live, parts):
+            length = part.keys.shape[2]
+            keys[at : at + len(batch), :, width - length : width] = part.keys
+            values[at : at + len(batch), :, width - length : width] = part.values
+            at += len(batch)
+        layer.keys, layer.values = keys[:, :, :width], values[:, :, :width]
+        if slack:
+            layer._buffers = (keys, values)
+    mask = torch.cat([torch.cat([b.mask.new_zeros(len(b), width - b.mask.shape[1]), b.mask], dim=1) for b in live])
     return Batch(
-        cache=running.cache, mask=torch.cat([running.mask, new.mask]), last=torch.cat([running.last, new.last]),
-        prompt_index=running.prompt_index + new.prompt_index, generated=running.generated + new.generated,
-        done=running.done + new.done,
+        cache=cache, mask=mask, last=torch.cat([b.last for b in live]),
+        prompt_index=[i for b in live for i in b.prompt_index], generated=[t for b in live for t in b.generated],
+        done=[d for b in live for d in b.done],
     )
 
 
@@ -235,7 +239,7 @@ def regroup_greedy(
     batch_size: int,
     stop_strings: Sequence[str] = (),
     desc: str = "generating",
-    prefill_tokens: int = 2048,
+    prefill_tokens: int = 1024,
     shared_prefix_min_tokens: int = 8,
 ) -> tuple[list[list[int]], dict]:
     """Greedy new-token ids for every prompt (in prompt order), and throughput figures.
@@ -293,10 +297,11 @@ def regroup_greedy(
     def prefill(indices: list[int]) -> Batch:
         started = time.perf_counter()
         counts["fills"] += 1
-        batch, at = None, 0
-        for size in prefill_chunks([len(encoded[i]) for i in indices], prefill_tokens):
-            batch = join(batch, prefill_one(indices[at : at + size]))
+        chunks, at = [], 0
+        for size in prefill_chunks([len(encoded[i]) - len(head) for i in indices], prefill_tokens):
+            chunks.append(prefill_one(indices[at : at + size]))
             at += size
+        batch = join(*chunks)
         seconds["prefill"] += time.perf_counter() - started
         return batch
 
