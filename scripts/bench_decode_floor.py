@@ -34,7 +34,7 @@ def step_seconds(model, rows: int, cache_tokens: int, repeats: int) -> float:
     """Median seconds of one decoding forward for `rows` rows over a cache of `cache_tokens` columns."""
     cache = decoding.new_cache(model)
     kw = decoding.cache_keyword(model)
-    ids = torch.randint(100, 1000, (rows, cache_tokens))
+    ids = torch.randint(0, min(1000, model.config.vocab_size), (rows, cache_tokens))
     model(input_ids=ids, use_cache=True, logits_to_keep=1, **{kw: cache})
     mask = torch.ones(rows, cache_tokens, dtype=torch.long)
     times = []
@@ -51,7 +51,7 @@ def step_seconds(model, rows: int, cache_tokens: int, repeats: int) -> float:
 
 @torch.no_grad()
 def prefill_tokens_per_s(model, tokens: int = 2048, length: int = 128) -> float:
-    ids = torch.randint(100, 1000, (tokens // length, length))
+    ids = torch.randint(0, min(1000, model.config.vocab_size), (tokens // length, length))
     model(input_ids=ids[:2], logits_to_keep=1)
     started = time.perf_counter()
     model(input_ids=ids, logits_to_keep=1)
@@ -63,10 +63,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 2, 4, 8, 16, 20, 32, 50])
     parser.add_argument("--cache", type=int, default=200, help="KV-cache columns each step reads (prompt + generated)")
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--model", default="smollm2_135m", help="a configs/model name (tiny_llama: a smoke test)")
     parser.add_argument("--out", default=str(PROJECT_ROOT / "results" / "bench" / "decode_floor.json"))
     args = parser.parse_args()
     threads.apply_runtime()
-    model, _ = load_model(model_config("smollm2_135m"))
+    model, _ = load_model(model_config(args.model))
     model.eval()
     rows = []
     for n in args.rows:
@@ -78,7 +79,7 @@ def main() -> None:
     print(f"[decode_floor] prefill: {prefill:.0f} tokens/s (16 x 128 tokens in one forward)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"cache": args.cache, "steps": rows, "prefill_tokens_per_s": round(prefill, 1),
+    out.write_text(json.dumps({"model": args.model, "cache": args.cache, "steps": rows, "prefill_tokens_per_s": round(prefill, 1),
                                "runtime": threads.runtime_record()}, indent=1))
     print(f"wrote {out}")
 
