@@ -52,6 +52,7 @@ bench: install
 	$(PY) scripts/bench_calibration.py --compare
 	$(PY) scripts/bench.py
 	$(PY) scripts/bench_scoring.py
+	$(PY) scripts/bench_decode_floor.py
 
 bench-load: install
 	$(PY) scripts/bench_load.py
