@@ -144,3 +144,26 @@ def test_common_prefix_needs_two_prompts_a_minimum_and_leaves_each_prompt_a_toke
     assert decoding.common_prefix([[1, 2, 3], [1, 2, 3, 5]], 1) == [1, 2]
     assert decoding.common_prefix([[7, 2], [1, 2]], 1) == []
     assert decoding.common_prefix([[1, 2, 3], [1, 2, 4]], 0) == []  # 0: never shared
+
+
+def test_join_right_aligns_every_batch_in_one_cache_that_appends_in_place():
+    def batch(rows, width, fill, first_index):
+        layer = decoding.SlackLayer()
+        layer.update(torch.full((rows, 2, width, 4), float(fill)), torch.full((rows, 2, width, 4), -float(fill)))
+        cache = decoding.DynamicCache()
+        cache.layers = [layer]
+        return decoding.Batch(cache=cache, mask=torch.ones(rows, width, dtype=torch.long), last=torch.arange(rows),
+                              prompt_index=list(range(first_index, first_index + rows)),
+                              generated=[[0] for _ in range(rows)], done=[False] * rows)
+
+    joined = decoding.join(batch(2, 5, 1, 0), None, batch(3, 2, 2, 2), batch(1, 4, 3, 5))
+    assert joined.prompt_index == [0, 1, 2, 3, 4, 5] and joined.mask.shape == (6, 5)
+    assert joined.mask.tolist()[2] == [0, 0, 0, 1, 1] and joined.mask.tolist()[5] == [0, 1, 1, 1, 1]
+    layer = joined.cache.layers[0]
+    assert layer.keys.shape == (6, 2, 5, 4)
+    assert torch.equal(layer.keys[2:5, :, :3], torch.zeros(3, 2, 3, 4))  # the masked left columns
+    assert torch.equal(layer.keys[2:5, :, 3:], torch.full((3, 2, 2, 4), 2.0))
+    assert torch.equal(layer.values[5, :, 1:], torch.full((2, 4, 4), -3.0))
+    buffer = layer.keys.data_ptr()
+    keys, _ = layer.update(torch.full((6, 2, 1, 4), 9.0), torch.full((6, 2, 1, 4), 9.0))
+    assert keys.data_ptr() == buffer and keys.shape == (6, 2, 6, 4) and bool((keys[:, :, -1] == 9).all())

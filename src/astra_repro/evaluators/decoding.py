@@ -115,6 +115,12 @@ class SlackLayer(DynamicLayer):
         self.keys, self.values = buffers[0][:, :, :new], buffers[1][:, :, :new]
         return self.keys, self.values
 
+    def adopt(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+        """Take buffers whose first `length` columns hold the cache; the rest is room for the next appends."""
+        self.is_initialized = True
+        self._buffers = (keys, values)
+        self.keys, self.values = keys[:, :, :length], values[:, :, :length]
+
 
 def common_prefix(encoded: Sequence[Sequence[int]], min_tokens: int) -> list[int]:
     """The token ids every prompt starts with (the prompt template's head), at most each prompt's length - 1 (the
@@ -190,9 +196,8 @@ def join(*batches: Batch | None) -> Batch:
     cache = live[0].cache
     for index, layer in enumerate(cache.layers):
         parts = [b.cache.layers[index] for b in live]
-        # Spare columns at the end, so the next decoding steps append in place (SlackLayer).
-        slack = layer.slack if isinstance(layer, SlackLayer) else 0
-        keys = parts[0].keys.new_zeros(rows, parts[0].keys.shape[1], width + slack, parts[0].keys.shape[3])
+        # Spare columns at the end, so that the next decoding steps append in place.
+        keys = parts[0].keys.new_zeros(rows, parts[0].keys.shape[1], width + SlackLayer.slack, parts[0].keys.shape[3])
         values = torch.zeros_like(keys)
         at = 0
         for batch, part in zip(live, parts):
@@ -200,9 +205,7 @@ def join(*batches: Batch | None) -> Batch:
             keys[at : at + len(batch), :, width - length : width] = part.keys
             values[at : at + len(batch), :, width - length : width] = part.values
             at += len(batch)
-        layer.keys, layer.values = keys[:, :, :width], values[:, :, :width]
-        if slack:
-            layer._buffers = (keys, values)
+        layer.adopt(keys, values, width)
     mask = torch.cat([torch.cat([b.mask.new_zeros(len(b), width - b.mask.shape[1]), b.mask], dim=1) for b in live])
     return Batch(
         cache=cache, mask=mask, last=torch.cat([b.last for b in live]),
