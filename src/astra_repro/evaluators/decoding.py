@@ -233,6 +233,15 @@ def prefill_chunks(lengths: list[int], token_budget: int) -> list[int]:
     return sizes
 
 
+def decode_step(model, last: torch.Tensor, mask: torch.Tensor, cache: DynamicCache, cache_kw: str):
+    """One greedy step for every row: feed each row's last token, return the mask grown by its column and each
+    row's next token. (scripts/bench_decode_floor.py times exactly this.)"""
+    mask = torch.cat([mask, mask.new_ones(len(mask), 1)], dim=1)
+    logits = model(input_ids=last[:, None], attention_mask=mask, position_ids=mask.sum(-1, keepdim=True) - 1,
+                   use_cache=True, logits_to_keep=1, **{cache_kw: cache}).logits[:, -1]
+    return mask, logits.argmax(-1)
+
+
 @torch.no_grad()
 def regroup_greedy(
     model,
@@ -290,9 +299,10 @@ def regroup_greedy(
                 layer.update(shared.keys.expand(len(indices), -1, -1, -1), shared.values.expand(len(indices), -1, -1, -1))
         logits = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)[:, len(head) :], use_cache=True,
                        logits_to_keep=1, **{cache_kw: cache}).logits[:, -1]
+        real = int(mask[:, len(head) :].sum())
         counts["prefill_forwards"] += 1
-        counts["prefill_tokens"] += int(mask[:, len(head) :].sum())
-        counts["prefill_padding"] += int(ids.numel() - mask[:, len(head) :].sum())
+        counts["prefill_tokens"] += real
+        counts["prefill_padding"] += ids.numel() - real
         last = logits.argmax(-1)
         return Batch(cache=cache, mask=mask, last=last, prompt_index=list(indices),
                      generated=[[token] for token in last.tolist()], done=[False] * len(indices))
@@ -331,11 +341,7 @@ def regroup_greedy(
                 running = join(running, new)
                 continue
             started = time.perf_counter()
-            running.mask = torch.cat([running.mask, running.mask.new_ones(len(running), 1)], dim=1)
-            position = running.mask.sum(-1, keepdim=True) - 1
-            logits = model(input_ids=running.last[:, None], attention_mask=running.mask, position_ids=position,
-                           use_cache=True, logits_to_keep=1, **{cache_kw: running.cache}).logits[:, -1]
-            running.last = logits.argmax(-1)
+            running.mask, running.last = decode_step(model, running.last, running.mask, running.cache, cache_kw)
             for tokens, token, done in zip(running.generated, running.last.tolist(), running.done):
                 if not done:
                     tokens.append(token)
