@@ -74,8 +74,8 @@ SETTLE_S = 0.5  # the competitor is given this long to be scheduled before the l
 
 
 # ------------------------------------------------------------------------------------------------- settings
-def settings(cpus: int) -> dict[str, dict]:
-    """The candidate settings for a machine whose process may use `cpus` CPUs, by name."""
+def settings(cpus: int, spin_count: str = SHORT_SPIN) -> dict[str, dict]:
+    """The candidate settings for a machine whose process may use `cpus` CPUs, by name (`spin`: `spin_count`)."""
     n = max(1, cpus)
     plural = "s" if n > 1 else ""
     return {
@@ -84,8 +84,8 @@ def settings(cpus: int) -> dict[str, dict]:
         "active": {"name": "active", "label": f"{n} thread{plural}, ACTIVE", "threads": n, "omp_wait_policy": "ACTIVE"},
         "passive": {"name": "passive", "label": f"{n} thread{plural}, PASSIVE", "threads": n,
                     "omp_wait_policy": "PASSIVE"},
-        "spin": {"name": "spin", "label": f"{n} thread{plural}, no OMP_WAIT_POLICY, GOMP_SPINCOUNT={SHORT_SPIN}",
-                 "threads": n, "omp_wait_policy": None, "gomp_spincount": SHORT_SPIN},
+        "spin": {"name": "spin", "label": f"{n} thread{plural}, no OMP_WAIT_POLICY, GOMP_SPINCOUNT={spin_count}",
+                 "threads": n, "omp_wait_policy": None, "gomp_spincount": str(spin_count)},
         "one": {"name": "one", "label": "1 thread, PASSIVE", "threads": 1, "omp_wait_policy": "PASSIVE"},
     }
 
@@ -301,7 +301,7 @@ def run_setting(setting: dict, args, timeout_s: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "row.json"
         command = [sys.executable, str(Path(__file__).resolve()), f"--child={setting['name']}", f"--child-out={out}",
-                   f"--mode={args.mode}", f"--load={args.load}"]
+                   f"--mode={args.mode}", f"--load={args.load}", f"--spin-count={args.spin_count}"]
         if args.generation:
             command.append(f"--generation={args.generation}")
         try:
@@ -344,6 +344,8 @@ def parse_args(argv):
                         help="the competitor: `yes > /dev/null` (default), a Python busy loop, or none")
     parser.add_argument("--generation", default=None, help="eval.generation path for the scoring batch (default: "
                         "generate_greedy's own)")
+    parser.add_argument("--spin-count", type=int, default=int(SHORT_SPIN),
+                        help=f"GOMP_SPINCOUNT of the `spin` setting (default {SHORT_SPIN}; libgomp's own: 300000)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per setting (default: by mode)")
     parser.add_argument("--out", type=Path, default=None, help="default results/bench/load.json "
                         "(load_quick.json, load_dry_run.json)")
@@ -357,7 +359,7 @@ def parse_args(argv):
 def main(argv=None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     sizes = SIZES[args.mode]
-    candidates = settings(threads.affinity_cpus())
+    candidates = settings(threads.affinity_cpus(), str(args.spin_count))
     if args.child:  # one setting, in this process (started by the parent with the setting's environment)
         row = run_child(candidates[args.child], sizes, args.load, args.generation)
         args.child_out.write_text(json.dumps(row))

@@ -133,6 +133,9 @@ def test_bench_load_settings_and_their_child_environments():
     env = bl.child_env(settings["unset"], user)
     assert "OMP_WAIT_POLICY" not in env and env[threads.OPT_OUT] == "1"  # libgomp's own default in the child
     assert bl.child_env(settings["one"], user)["OMP_NUM_THREADS"] == "1"
+    assert bl.child_env(settings["spin"], user)["GOMP_SPINCOUNT"] == bl.SHORT_SPIN  # the default spin count
+    spin = bl.settings(2, "3000")["spin"]
+    assert bl.child_env(spin, user)["GOMP_SPINCOUNT"] == "3000" and "3000" in spin["label"]
 
 
 def test_bench_load_competitor_is_started_measured_and_stopped(monkeypatch):
@@ -167,6 +170,7 @@ def test_bench_load_runs_a_setting_end_to_end_on_the_tiny_shape(monkeypatch, tmp
     out = tmp_path / "load.json"
     bl.main(["--dry-run", "--settings", "passive", "--load", "none", f"--out={out}"])
     assert seen["env"]["OMP_WAIT_POLICY"] == "PASSIVE" and "--child=passive" in seen["command"]
+    assert f"--spin-count={bl.SHORT_SPIN}" in seen["command"]  # the child builds its settings with the same count
     report = json.loads(out.read_text())
     (row,) = report["rows"]
     assert "error" not in row, row
