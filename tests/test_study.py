@@ -26,9 +26,10 @@ N_ITEMS = 40
 
 
 # -------------------------------------------------------------------------------------------- the real study file
-def test_the_sst2_study_expands_to_every_method_at_every_rate_with_the_papers_rate_among_them():
-    definition = sweep.load_sweep("study_sst2_smollm2")
-    study = study_mod.Study.from_sweep("study_sst2_smollm2", definition)
+@pytest.mark.parametrize("name, glue_task", [("study_sst2_smollm2", "sst2"), ("study_mrpc_smollm2", "mrpc")])
+def test_each_real_study_expands_to_every_method_at_every_rate_with_the_papers_rate_among_them(name, glue_task):
+    definition = sweep.load_sweep(name)
+    study = study_mod.Study.from_sweep(name, definition)
     lines = sweep.expand(definition)
     assert len(study.rates) >= 4 and study.paper_lr in study.rates
     assert len(lines) == len(study.rates) * len(study.variants) * len(study.grid_seeds)
@@ -36,7 +37,7 @@ def test_the_sst2_study_expands_to_every_method_at_every_rate_with_the_papers_ra
     assert {"lora", "pissa", "milora", "loraga", "corda", "astra subspace=largest", "astra subspace=smallest"} <= keys
     seen = set()
     for line in lines:
-        assert "keep_weights=false" in line and "task.glue_task=sst2" in line
+        assert "keep_weights=false" in line and f"task.glue_task={glue_task}" in line
         lr = float(next(o for o in line if o.startswith("lr=")).split("=")[1])
         variant = [v for v in study.variants if all(o in line for o in v.overrides)]
         assert len(variant) == 1 or {v.key for v in variant} == {"astra"}  # groups are applied together
@@ -45,6 +46,15 @@ def test_the_sst2_study_expands_to_every_method_at_every_rate_with_the_papers_ra
         seed = int(next(o for o in line if o.startswith("seed=")).split("=")[1])
         assert study.line(variant[-1], lr, seed) == line
     assert seen == {(v.key, lr) for v in study.variants for lr in study.rates}
+
+
+def test_the_mrpc_study_is_the_sst2_studys_protocol_on_another_task():
+    """Same grid, seeds, sizes, selection half and contrasts; only the task and the output folder differ."""
+    sst2, mrpc = sweep.load_sweep("study_sst2_smollm2"), sweep.load_sweep("study_mrpc_smollm2")
+    differs = {"task.glue_task=sst2": "task.glue_task=mrpc",
+               "output_root=results/studies/study_sst2_smollm2": "output_root=results/studies/study_mrpc_smollm2"}
+    assert [differs.get(o, o) for o in sst2["fixed"]] == mrpc["fixed"]
+    assert sst2["axes"] == mrpc["axes"] and sst2["study"] == mrpc["study"]
 
 
 def test_every_line_of_the_sst2_study_plans_on_the_real_config_with_forgetting_on_the_untouched_base():
