@@ -216,6 +216,19 @@ def test_study_tables_report_the_other_half_with_seeds_resampled_at_the_best_rat
 
     paths = study_report.study_figure(study, study_runs, tmp_path / "figures")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
+    assert study_mod.progress(study, study_runs) is None  # complete: no "in progress" note
+    assert not any(note.startswith("In progress") for t in tables.values() for note in t.notes)
+
+
+def test_tables_of_an_unfinished_study_say_first_what_is_missing(tiny_study):
+    study, _ = tiny_study
+    write_grid(study, keys=[k for k in GRID if k != ("pissa", 1e-3)])  # 5 of 6 grid runs, no seed 2, no baseline
+    study_runs = study_mod.load_runs(study)
+    note = study_mod.progress(study, study_runs)
+    # lora and astra have their grids, hence best rates, with seed 1 done of seeds (1, 2); pissa has none
+    assert note.startswith("In progress: 5 of 6 grid runs and 2 of 6 best-rate runs have records; the untrained "
+                           "baseline has none.") and "python -m astra_repro.sweep tinystudy --local" in note
+    assert all(t.notes[0] == note for t in study_report.study_tables(study, study_runs))
 
 
 def test_two_records_of_one_grid_point_are_an_error_naming_both(tiny_study, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 
 from astra_repro import sweep
 from astra_repro.paths import PROJECT_ROOT
-from astra_repro.study import best_rates, load_runs, mean_of, report_half
+from astra_repro.study import best_rates, load_runs, mean_of, progress, report_half
 
 NAME = "study_sst2_smollm2"
 FOLDER = PROJECT_ROOT / "results" / "studies" / NAME
@@ -32,6 +32,7 @@ def test_every_method_ran_at_every_rate_and_at_its_best_rate_with_every_seed(stu
         assert best[variant.key].lr in study.rates
         assert {r.seed for r in mine if r.lr == best[variant.key].lr} == set(study.seeds), variant.key
     assert any(r.variant.key == "base" for r in study_runs)  # the untrained baseline
+    assert progress(study, study_runs) is None  # so its tables carry no "in progress" note
 
 
 def test_the_records_are_the_runners_own(study_and_runs):

@@ -290,6 +290,22 @@ def best_rates(study: Study, study_runs: list[StudyRun]) -> dict[str, BestRate]:
     return chosen
 
 
+def progress(study: Study, study_runs: list[StudyRun]) -> str | None:
+    """One line on what an unfinished study still lacks (None once every grid, best-rate and baseline run has a
+    record), so that a table built mid-study says so instead of looking like a result."""
+    grid_total = len(study.variants) * len(study.rates) * len(study.grid_seeds)
+    grid_done = sum(len(runs_at(study_runs, v.key, lr, study.grid_seeds)) for v in study.variants for lr in study.rates)
+    best = best_rates(study, study_runs)
+    stage2_total = len(study.variants) * len(study.seeds)
+    stage2_done = sum(len(runs_at(study_runs, key, chosen.lr, set(study.seeds))) for key, chosen in best.items())
+    baseline_missing = study.baseline is not None and not any(r.variant.key == study.baseline.key for r in study_runs)
+    if grid_done == grid_total and stage2_done == stage2_total and not baseline_missing:
+        return None
+    return (f"In progress: {grid_done} of {grid_total} grid runs and {stage2_done} of {stage2_total} best-rate runs have "
+            f"records{'; the untrained baseline has none' if baseline_missing else ''}. A method's best rate is chosen "
+            f"only once its whole grid is done. Continue with: python -m astra_repro.sweep {study.name} --local")
+
+
 def stage2_lines(study: Study, study_runs: list[StudyRun]) -> tuple[list[list[str]], list[str]]:
     """The runs of each method at its best rate with every seed of `study.seeds` (finished ones included: the
     sweep skips them), and the variants still waiting for their grid."""

@@ -22,7 +22,7 @@ import pandas as pd
 
 from astra_repro.paths import results_dir
 from astra_repro.report.display import MISSING, DisplayTable
-from astra_repro.study import Study, StudyRun, best_rates, load_runs, mean_of, rate_key, report_half, runs_at
+from astra_repro.study import Study, StudyRun, best_rates, load_runs, mean_of, progress, rate_key, report_half, runs_at
 
 SCORE_COLUMN = "score (seeds)"
 
@@ -192,7 +192,11 @@ def contrast_table(study: Study, study_runs: list[StudyRun]) -> DisplayTable | N
 def study_tables(study: Study, study_runs: list[StudyRun]) -> list[DisplayTable]:
     tables = [best_rate_table(study, study_runs), paper_rate_table(study, study_runs),
               contrast_table(study, study_runs), grid_table(study, study_runs)]
-    return [t for t in tables if t is not None]
+    tables = [t for t in tables if t is not None]
+    unfinished = progress(study, study_runs)
+    for table in tables if unfinished else []:  # first, so that no reader takes a partial table for the result
+        table.notes.insert(0, unfinished)
+    return tables
 
 
 # ---------------------------------------------------------------------------------------------------- the figure
