@@ -3,6 +3,7 @@ valid run of the real config."""
 
 import functools
 import shlex
+import subprocess
 
 import pytest
 from helpers import tiny_cfg
@@ -127,3 +128,29 @@ def test_table3_sweep_plans_commonsense_with_the_reference_calibration_and_batch
     assert astra["calibration"]["n_samples"] == 64
     # the reference's own layout: 8 per device x 2 accumulation x 8 GPUs
     assert astra["batch"] == {"global": 128, "per_device": 8, "grad_accum": 2, "world_size": 8}
+
+
+# ----------------------------------------------------------------------------------------------- --local runs
+def test_the_local_progress_line_gives_time_so_far_and_an_estimate_of_what_is_left():
+    assert sweep.progress_line(0, 43, 0.0) == "[1/43]"  # no estimate before a run has finished
+    assert sweep.progress_line(2, 43, 420.0) == "[3/43] 7.0 min so far, ~2.4 h left"  # 210 s a run x 41 runs
+    assert sweep.progress_line(40, 43, 8400.0) == "[41/43] 2.3 h so far, ~10.5 min left"
+
+
+def test_a_failing_local_run_stops_the_sweep_with_one_line_naming_it(monkeypatch, capsys):
+    lines = [["method=lora", "seed=1"], ["method=lora", "seed=2"], ["method=lora", "seed=3"]]
+    monkeypatch.setattr(sweep, "finished_runs", lambda overrides: [True, False, False])
+    started = []
+
+    def fails(command, **kwargs):
+        started.append(command[3:])
+        raise subprocess.CalledProcessError(3, command)
+
+    monkeypatch.setattr(sweep.subprocess, "run", fails)
+    with pytest.raises(SystemExit) as exit_info:
+        sweep.run_locally("mysweep", lines)
+    assert exit_info.value.code == 1 and started == [["method=lora", "seed=2"]]  # the finished one skipped, then stop
+    out, err = capsys.readouterr()
+    assert "1 of 3 runs already finished; 2 to run" in out and "[1/2] method=lora seed=2" in out
+    assert err.count("\n") == 1 and "run 1 of 2 exited with status 3" in err
+    assert "python -m astra_repro.train method=lora seed=2" in err and "python -m astra_repro.sweep mysweep --local" in err

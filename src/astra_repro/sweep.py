@@ -22,6 +22,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -107,15 +108,37 @@ def write_lines(folder: Path, file_name: str, runs_overrides: list[list[str]]) -
     return manifest
 
 
+def progress_line(done: int, total: int, elapsed_s: float) -> str:
+    """`[3/43] 7.2 min so far, ~2.4 h left` (the mean run so far times the runs left; none before the first)."""
+    line = f"[{done + 1}/{total}]"
+    if done:
+        left = elapsed_s / done * (total - done)
+        line += f" {_duration(elapsed_s)} so far, ~{_duration(left)} left"
+    return line
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.1f} min"
+
+
 def run_locally(name: str, runs_overrides: list[list[str]]) -> int:
-    """Run the unfinished lines here, one after another; returns how many were started."""
+    """Run the unfinished lines here, one after another; returns how many were started. A run that fails stops
+    the sweep with one line naming it (the finished runs stay; the same command continues from there)."""
     pending = [run for run, done in zip(runs_overrides, finished_runs(runs_overrides)) if not done]
     print(f"{len(runs_overrides) - len(pending)} of {len(runs_overrides)} runs already finished; {len(pending)} to run", flush=True)
+    started = time.monotonic()
     for i, overrides in enumerate(pending):
-        print(f"[{i + 1}/{len(pending)}] {' '.join(shlex.quote(o) for o in overrides)}", flush=True)
+        line = " ".join(shlex.quote(o) for o in overrides)
+        print(f"{progress_line(i, len(pending), time.monotonic() - started)} {line}", flush=True)
         # the run records which sweep it belongs to (the cost table per sweep); not part of the run's hash
         env = dict(os.environ, **{runs.SWEEP_ENV: name})
-        subprocess.run([sys.executable, "-m", "astra_repro.train", *overrides], check=True, env=env)
+        try:
+            subprocess.run([sys.executable, "-m", "astra_repro.train", *overrides], check=True, env=env)
+        except subprocess.CalledProcessError as err:
+            print(f"error: run {i + 1} of {len(pending)} exited with status {err.returncode} (its output is above): "
+                  f"python -m astra_repro.train {line}. Fix it, then run `python -m astra_repro.sweep {name} --local` "
+                  "again: finished runs are kept and skipped.", file=sys.stderr)
+            sys.exit(1)
     return len(pending)
 
 
