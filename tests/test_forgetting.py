@@ -77,9 +77,11 @@ def test_rows_are_the_first_n_non_empty_lines(text_file):
     assert [line for line, _ in rows] == [2, 4, 6]
 
 
-def test_forgetting_of_the_base_against_itself_is_zero(tiny, text_file):
+def test_forgetting_of_the_base_against_itself_is_zero(tiny, text_file, capsys):
     model, tokenizer = tiny
     result = evaluator(text_file).evaluate(EvalTarget(model=model, tokenizer=tokenizer))
+    bars = capsys.readouterr().err  # a progress bar per pass, each counting the rows
+    assert "forgetting: trained model" in bars and "3/3" in bars
     assert result.metrics["forgetting"] == 0.0
     assert result.metrics["ce_after"] == result.metrics["ce_before"] > 0
     assert result.metrics["n_rows"] == 3

@@ -61,6 +61,7 @@ from typing import Any, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
 
 from astra_repro.errors import ConfigError
 from astra_repro.evaluators.base import EvalResult, EvalTarget, Evaluator, MetricSpec, PATH, register_evaluator
@@ -102,7 +103,8 @@ def _device(model) -> torch.device:
 
 
 @torch.inference_mode()
-def row_token_losses(model, tokenizer, texts: Sequence[str], max_length: int, batch_size: int) -> RowLosses:
+def row_token_losses(model, tokenizer, texts: Sequence[str], max_length: int, batch_size: int,
+                     desc: str = "forgetting") -> RowLosses:
     """Summed next-token cross-entropy and predicted-token count of every text, each cut to `max_length` tokens.
     Rows are batched longest first (less padding; the results are per row, returned in the texts' order)."""
     was_training = model.training
@@ -113,6 +115,7 @@ def row_token_losses(model, tokenizer, texts: Sequence[str], max_length: int, ba
     order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
     sums: list[float] = [0.0] * len(texts)
     counts: list[int] = [0] * len(texts)
+    bar = tqdm(total=len(order), desc=desc, unit="row")
     try:
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
@@ -127,7 +130,9 @@ def row_token_losses(model, tokenizer, texts: Sequence[str], max_length: int, ba
             valid = targets != -100
             for i, row_sum, row_count in zip(rows, losses.double().mul(valid).sum(dim=1).tolist(), valid.sum(dim=1).tolist()):
                 sums[i], counts[i] = row_sum, row_count
+            bar.update(len(rows))
     finally:
+        bar.close()
         tokenizer.padding_side = side
         model.train(was_training)
     return RowLosses(sums, counts)
@@ -224,7 +229,7 @@ def base_row_losses(model_cfg: DictConfig, dtype: str, texts: Sequence[str], max
         return cached, True
     model, tokenizer = load_model(model_cfg, dtype)
     model.to(device)
-    rows = row_token_losses(model, tokenizer, texts, max_length, batch_size)
+    rows = row_token_losses(model, tokenizer, texts, max_length, batch_size, desc="forgetting: untouched base (once)")
     del model
     _save_before(path, rows, {"model": base_identity(model_cfg), "n_rows": len(texts), "max_length": max_length,
                               "dtype": dtype})
@@ -284,7 +289,7 @@ class Forgetting(Evaluator):
         identity = base_identity(base_cfg)
         key = before_cache_key(identity, sha256, len(texts), max_length, dtype)
         before, cached = base_row_losses(base_cfg, dtype, texts, max_length, batch_size, _device(model), key)
-        after = row_token_losses(model, tokenizer, texts, max_length, batch_size)
+        after = row_token_losses(model, tokenizer, texts, max_length, batch_size, desc="forgetting: trained model")
         if after.counts != before.counts:
             raise ConfigError("forgetting: the trained model's tokenizer splits the text differently from the base's "
                               f"({after.n_tokens} vs {before.n_tokens} tokens): the two losses are not comparable")
