@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import platform
 import resource
 import sys
@@ -164,7 +163,7 @@ def main(argv=None) -> None:
     out = args.out or PROJECT_ROOT / "results" / "bench" / f"{args.shape}_{args.device.split(':')[0]}_r{args.rank}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=2) + "\n")
-    print(f"\n| method | init s | init peak GB | step ms | train peak GB | trainable |\n|---|---|---|---|---|---|")
+    print("\n| method | init s | init peak GB | step ms | train peak GB | trainable |\n|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
             print(f"| {r['method']} | error: {r['error'][:80]} | | | | |")

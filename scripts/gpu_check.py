@@ -46,7 +46,6 @@ import inspect
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import threading
