@@ -69,12 +69,12 @@ WORKLOADS = {"train": "training step", "score": "scoring batch"}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "MKL_NUM_THREADS",
                     threads.DEFAULTS_MARK, threads.OPT_OUT)
 LORA_RANK = 16
-SHORT_SPIN = "20000"  # `spin`: wait actively this many iterations (~tens of µs), then sleep (libgomp default: 300k)
+SHORT_SPIN = 20000  # `spin`: wait actively this many iterations (~tens of µs), then sleep (libgomp default: 300k)
 SETTLE_S = 0.5  # the competitor is given this long to be scheduled before the loaded timing starts
 
 
 # ------------------------------------------------------------------------------------------------- settings
-def settings(cpus: int, spin_count: str = SHORT_SPIN) -> dict[str, dict]:
+def settings(cpus: int, spin_count: int = SHORT_SPIN) -> dict[str, dict]:
     """The candidate settings for a machine whose process may use `cpus` CPUs, by name (`spin`: `spin_count`)."""
     n = max(1, cpus)
     plural = "s" if n > 1 else ""
@@ -344,7 +344,7 @@ def parse_args(argv):
                         help="the competitor: `yes > /dev/null` (default), a Python busy loop, or none")
     parser.add_argument("--generation", default=None, help="eval.generation path for the scoring batch (default: "
                         "generate_greedy's own)")
-    parser.add_argument("--spin-count", type=int, default=int(SHORT_SPIN),
+    parser.add_argument("--spin-count", type=int, default=SHORT_SPIN,
                         help=f"GOMP_SPINCOUNT of the `spin` setting (default {SHORT_SPIN}; libgomp's own: 300000)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per setting (default: by mode)")
     parser.add_argument("--out", type=Path, default=None, help="default results/bench/load.json "
@@ -359,7 +359,7 @@ def parse_args(argv):
 def main(argv=None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     sizes = SIZES[args.mode]
-    candidates = settings(threads.affinity_cpus(), str(args.spin_count))
+    candidates = settings(threads.affinity_cpus(), args.spin_count)
     if args.child:  # one setting, in this process (started by the parent with the setting's environment)
         row = run_child(candidates[args.child], sizes, args.load, args.generation)
         args.child_out.write_text(json.dumps(row))

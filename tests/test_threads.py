@@ -133,8 +133,8 @@ def test_bench_load_settings_and_their_child_environments():
     env = bl.child_env(settings["unset"], user)
     assert "OMP_WAIT_POLICY" not in env and env[threads.OPT_OUT] == "1"  # libgomp's own default in the child
     assert bl.child_env(settings["one"], user)["OMP_NUM_THREADS"] == "1"
-    assert bl.child_env(settings["spin"], user)["GOMP_SPINCOUNT"] == bl.SHORT_SPIN  # the default spin count
-    spin = bl.settings(2, "3000")["spin"]
+    assert bl.child_env(settings["spin"], user)["GOMP_SPINCOUNT"] == str(bl.SHORT_SPIN)  # the default spin count
+    spin = bl.settings(2, 3000)["spin"]
     assert bl.child_env(spin, user)["GOMP_SPINCOUNT"] == "3000" and "3000" in spin["label"]
 
 
