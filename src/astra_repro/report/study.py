@@ -194,8 +194,9 @@ def study_tables(study: Study, study_runs: list[StudyRun]) -> list[DisplayTable]
               contrast_table(study, study_runs), grid_table(study, study_runs)]
     tables = [t for t in tables if t is not None]
     unfinished = progress(study, study_runs)
-    for table in tables if unfinished else []:  # first, so that no reader takes a partial table for the result
-        table.notes.insert(0, unfinished)
+    if unfinished:  # first, so that no reader takes a partial table for the result
+        for table in tables:
+            table.notes.insert(0, unfinished)
     return tables
 
 
